@@ -106,6 +106,57 @@ def _write_text_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def compile_options(fn):
+    """Options shared by compile, run and verify."""
+    options = [
+        click.option("--name", default="model", show_default=True, help="C name prefix of the model."),
+        click.option("--arena", "arena_mode", type=click.Choice(["caller", "static"]), default="caller",
+                     show_default=True, help="Who owns the activation arena."),
+        click.option("--cmsis-nn", "cmsis_nn", type=click.Path(file_okay=False), default=None,
+                     help="Build against a real CMSIS-NN checkout instead of runtime_c."),
+        click.option("--input-layout", type=click.Choice(["model", "nchw", "nhwc"]), default="model",
+                     show_default=True, help="Layout of 4-D inputs the caller passes."),
+        click.option("--max-arena", type=int, default=None, metavar="BYTES",
+                     help="Fail if the activation arena needs more bytes."),
+        input_shape_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | None, profile=False):
+    from .codegen import CodegenOptions
+    return CodegenOptions(name=name, target=target, arena=arena_mode, max_arena=max_arena, profile=profile)
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", default="cortex-m4", show_default=True, help="Core to compile for (or host).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory (must be empty unless --force).")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+@compile_options
+@_user_errors
+def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input_layout, max_arena,
+                input_shapes):
+    """Compile MODEL to C: OUT/<name>.h, <name>.c, <name>_weights.c, runtime_c/, Makefile, report."""
+    import time
+    from .codegen import write_output_dir
+    from .driver import compile_graph, load_graph, parse_input_shapes
+    start = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
+        raise TinycError(f"output directory {out} is not empty; pass --force to replace it")
+    graph = load_graph(model, parse_input_shapes(input_shapes) or None)
+    generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena), input_layout)
+    write_output_dir(generated, out, force=force)
+    r = generated.report
+    click.echo(f"{name}: arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound']:,} B), "
+               f"weights {r['weight_bytes']:,} B, {r['macs']:,} MACs, {len(r['layers'])} layers "
+               f"-> {out}/ ({time.perf_counter() - start:.2f} s)")
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", default="ref", show_default=True,
@@ -114,19 +165,52 @@ def _write_text_atomically(path: Path, text: str) -> None:
               help=".npy (one input) or .npz keyed by input name; a batch adds a leading axis.")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help=".npy (one output) or .npz keyed by output name.")
-@input_shape_option
+@click.option("--profile", is_flag=True, help="On a Cortex-M target: print instructions per layer.")
+@compile_options
 @_user_errors
-def run(model: str, target: str, input_path: str, output_path: str, input_shapes: tuple[str, ...]) -> None:
+def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis_nn, input_layout,
+        max_arena, input_shapes):
     """Run MODEL on inputs and write its outputs."""
     from . import tensor_io
-    from .driver import input_specs, load_graph, lower, parse_input_shapes, run_reference
+    from .driver import input_specs, load_graph, lower, parse_input_shapes, run_compiled, run_reference
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
-    arrays = tensor_io.read_inputs(input_path, input_specs(graph))
-    if target != "ref":
-        raise TinycError(f"unknown target {target!r}; this build runs --target ref")
-    lowered = lower(graph)
-    outputs = run_reference(lowered, arrays)
+    if target == "ref":
+        lowered = lower(graph)
+        if input_layout == "nhwc":
+            from .driver import use_nhwc_inputs
+            lowered = use_nhwc_inputs(lowered)
+        arrays = tensor_io.read_inputs(input_path, input_specs(lowered))
+        outputs = run_reference(lowered, arrays)
+    else:
+        outputs, cost = run_compiled(graph, input_path, _codegen_options(
+            target, name, arena_mode, max_arena, profile=profile), input_layout, cmsis_nn)
+        if cost:
+            click.echo(cost)
     tensor_io.write_outputs(output_path, outputs)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
+              help="Real inputs to check too (.npy/.npz, batches allowed).")
+@click.option("--count", default=20, show_default=True, help="Random inputs to check.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--sanitize", is_flag=True, help="Build with -fsanitize=address,undefined.")
+@compile_options
+@_user_errors
+def verify(model, inputs_path, count, seed, sanitize, name, arena_mode, cmsis_nn, input_layout,
+           max_arena, input_shapes):
+    """Build MODEL's C for this machine and prove it equals the reference interpreter bit for bit."""
+    from .driver import load_graph, parse_input_shapes
+    from .verify_host import format_table, verify_model
+    graph = load_graph(model, parse_input_shapes(input_shapes) or None)
+    result = verify_model(model, graph, _codegen_options("host", name, arena_mode, max_arena),
+                          count=count, seed=seed, inputs_path=inputs_path, input_layout=input_layout,
+                          cmsis_nn=cmsis_nn, sanitize=sanitize)
+    click.echo(format_table(result))
+    if not result["bit_exact"]:
+        click.echo("error: the compiled C differs from the reference interpreter", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,80 @@ def run_reference(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.n
     batch = tensor_io.split_batch(arrays, input_specs(graph))
     outputs = [run(graph, sample) for sample in batch.samples]
     return tensor_io.join_batch(outputs, batch.mode)
+
+
+def use_nhwc_inputs(graph: Graph) -> Graph:
+    """Let the caller pass 4-D inputs in NHWC: drop the NCHW->NHWC conversion the layout pass put
+    right after each such input, so the input itself becomes the NHWC tensor."""
+    from .ir import Value
+    g = graph.copy()
+    for name in g.inputs:
+        v = g.values[name]
+        if len(v.shape) != 4 or v.layout not in ("NCHW", ""):
+            continue
+        users = [op for op in g.ops if name in op.inputs]
+        n, c, h, w = v.shape
+        nhwc = (n, h, w, c)
+        if (len(users) != 1 or users[0].kind not in ("transpose", "reshape")
+                or g.values[users[0].outputs[0]].shape != nhwc
+                or (users[0].kind == "transpose" and list(users[0].attrs["perm"]) != [0, 2, 3, 1])):
+            raise TinycError(f"--input-layout nhwc: input {name!r} is not converted to NHWC at the start "
+                             f"of the graph, so it cannot be taken in NHWC; use --input-layout nchw")
+        op = users[0]
+        converted = op.outputs[0]
+        g.ops.remove(op)
+        g.replace_uses(converted, name)
+        del g.values[converted]
+        g.values[name] = Value(name, nhwc, v.dtype, "NHWC", v.quant)
+    check(g, "--input-layout nhwc")
+    return g
+
+
+def compile_graph(graph: Graph, options, input_layout: str = "model"):
+    """Lower a graph with the default pipeline and generate its C (a codegen.GeneratedModel)."""
+    from .codegen import generate
+    return generate(lower_for_codegen(graph, input_layout), options)
+
+
+def lower_for_codegen(graph: Graph, input_layout: str = "model") -> Graph:
+    lowered = lower(graph)
+    if input_layout == "nhwc":
+        lowered = use_nhwc_inputs(lowered)
+    elif input_layout not in ("model", "nchw"):
+        raise TinycError(f"--input-layout must be nchw or nhwc, not {input_layout!r}")
+    return lowered
+
+
+def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options, workdir: Path,
+                  cmsis_nn: str | None = None, sanitize: bool = False):
+    """Generate C for `lowered`, build it for options.target and run the samples through it.
+
+    Returns (per-sample outputs, cost dict or None). Host builds use the strict warning flags."""
+    from .build import build_host, run_host
+    from .codegen import generate, write_output_dir
+    from .codegen.harness import harness_source
+    generated = generate(lowered, options)
+    gen_dir = workdir / "gen"
+    write_output_dir(generated, gen_dir, force=True)
+    harness = workdir / "harness_main.c"
+    align = int(generated.plan.get("alignment", 16))
+    harness.write_text(harness_source(lowered, options.name, options.arena, max(align, 16)))
+    if options.target == "host":
+        exe = build_host(gen_dir, harness, workdir / "model_host", sanitize=sanitize,
+                         cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
+        return run_host(exe, lowered, samples, workdir), None
+    from .emulator_run import run_on_emulator
+    return run_on_emulator(lowered, generated, gen_dir, harness, samples, options, workdir,
+                           cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
+
+
+def run_compiled(graph: Graph, input_path: str, options, input_layout: str = "model",
+                 cmsis_nn: str | None = None):
+    """`tinyc run --target host|cortex-*`: compile, build once, run the whole batch."""
+    import tempfile
+    lowered = lower_for_codegen(graph, input_layout)
+    arrays = tensor_io.read_inputs(input_path, input_specs(lowered))
+    batch = tensor_io.split_batch(arrays, input_specs(lowered))
+    with tempfile.TemporaryDirectory(prefix="tinyc-run-") as tmp:
+        outputs, cost = build_and_run(lowered, batch.samples, options, Path(tmp), cmsis_nn)
+    return tensor_io.join_batch(outputs, batch.mode), cost

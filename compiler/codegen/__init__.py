@@ -1,0 +1,371 @@
+"""C code generation: lowered IR + memory plan + target -> the files of a C library.
+
+`generate(graph, options)` returns every output file as bytes (deterministic: same input, same bytes):
+  <name>.h            API: arena size, input/output shapes, sizes, scales, zero points, invoke()
+  <name>.c            one kernel call per layer, each commented with its ONNX node
+  <name>_weights.c    const (flash) weights, biases, requantisation tables
+  runtime_c/...       the portable CMSIS-NN-API kernels the model calls (unless built with --cmsis-nn)
+  Makefile, CMakeLists.txt, report.json, report.md
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TinycError, UnsupportedError
+from ..ir import Graph, Op, Value
+from .build_files import cmakelists, makefile
+from .cwriter import C_TYPES, Namer, c_float, comment, const_array
+from .layers import EMITTERS, LayerContext
+from .report import layer_macs, render_markdown
+
+STATUS_OK = 0
+
+
+@dataclass
+class CodegenOptions:
+    name: str = "model"
+    target: str = "cortex-m4"
+    arena: str = "caller"            # "caller": invoke() takes the arena; "static": a static array
+    profile: bool = False            # wrap each layer in TINYC_PROFILE_BEGIN/END hooks
+    max_arena: int | None = None
+    plan_strategy: str = "best"
+
+
+@dataclass
+class GeneratedModel:
+    files: dict[str, bytes]
+    report: dict
+    plan: dict
+    graph: Graph
+    kernels: list[str] = field(default_factory=list)
+
+
+def _check_name(name: str) -> None:
+    import re
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", name):
+        raise TinycError(f"--name {name!r} must be a C identifier (letters, digits, _; not starting "
+                         f"with a digit)")
+
+
+def select_kernels(graph: Graph, target) -> dict[str, object]:
+    """Kernel choice per op; every op without a kernel is listed in one error."""
+    from tinyc.targets import select_kernel
+    choices, missing = {}, []
+    for op in graph.ops:
+        choice = select_kernel(target, op, graph)
+        if choice is None:
+            missing.append(f"{op.kind} (node {op.name})")
+        else:
+            choices[op.name] = choice
+    if missing:
+        raise UnsupportedError(f"no {target.name} kernel for {len(missing)} op(s): {', '.join(missing)}; "
+                               f"these ops cannot be compiled for this target yet")
+    return choices
+
+
+def _alias_roots(graph: Graph, choices: dict[str, object]) -> dict[str, str]:
+    """Value -> the value whose storage it shares (views share their input's bytes)."""
+    root: dict[str, str] = {}
+
+    def find(name: str) -> str:
+        while root.get(name, name) != name:
+            name = root[name]
+        return name
+
+    for op in graph.ops:
+        if _is_view(choices[op.name]):
+            root[find(op.outputs[0])] = find(op.inputs[0])
+    return {name: find(name) for name in graph.values}
+
+
+def _is_view(choice) -> bool:
+    return getattr(choice, "is_view", False) or getattr(choice, "function", None) in (None, "", "view")
+
+
+def generate(graph: Graph, options: CodegenOptions) -> GeneratedModel:
+    """Emit the C library for a fully lowered graph (integer ops with requantisation, NHWC)."""
+    from tinyc import targets
+    from tinyc.passes.plan_memory import plan_graph
+    from tinyc.runtime_c import runtime_files
+
+    _check_name(options.name)
+    if options.arena not in ("caller", "static"):
+        raise TinycError(f"--arena must be 'caller' or 'static', not {options.arena!r}")
+    target = targets.get(options.target)
+    choices = select_kernels(graph, target)
+    plan = plan_graph(graph, options.target, strategy=options.plan_strategy)
+    if options.max_arena is not None and plan["arena_bytes"] > options.max_arena:
+        peak = plan.get("peak", {})
+        live = ", ".join(f"{n} ({graph.values[n].nbytes} B)" for n in peak.get("live", [])
+                         if n in graph.values)
+        raise TinycError(f"arena needs {plan['arena_bytes']} bytes, more than --max-arena "
+                         f"{options.max_arena}; peak at layer {peak.get('op', '?')} with live tensors: "
+                         f"{live or 'n/a'}")
+    return _Writer(graph, options, target, choices, plan, runtime_files).write()
+
+
+class _Writer:
+    def __init__(self, graph, options, target, choices, plan, runtime_files) -> None:
+        self.g = graph
+        self.opt = options
+        self.target = target
+        self.choices = choices
+        self.plan = plan
+        self.runtime_files = runtime_files
+        self.namer = Namer(reserved=(options.name, "arena", "status"))
+        self.weights: list[str] = []          # C definitions for <name>_weights.c
+        self.weight_decls: list[str] = []     # extern declarations for <name>.c
+        self.const_symbols: dict[str, str] = {}
+        self.weight_bytes = 0
+        self.roots = _alias_roots(graph, choices)
+        self.align = max(4, int(getattr(target, "alignment", 4)))
+        self.io_names = Namer(reserved=("arena",))
+        self.params = {n: self.io_names(n) for n in list(graph.inputs) + list(graph.outputs)}
+
+    # ---- where values live ---------------------------------------------------------------------
+    def external_param(self, name: str) -> str | None:
+        root = self.roots[name]
+        members = [n for n, r in self.roots.items() if r == root]
+        for out in self.g.outputs:
+            if out in members and root not in self.g.inputs:
+                return self.params[out]
+        for inp in self.g.inputs:
+            if inp in members:
+                return self.params[inp]
+        return None
+
+    def pointer(self, name: str) -> str:
+        v = self.g.values[name]
+        if v.is_const:
+            return self.constant(v)
+        ctype = C_TYPES[v.dtype]
+        param = self.external_param(name)
+        if param is not None:
+            return param if self.g.values[self.roots[name]].dtype == v.dtype else f"(({ctype} *){param})"
+        offsets = self.plan["offsets"]
+        key = name if name in offsets else self.roots[name]
+        if key not in offsets:
+            raise RuntimeError(f"memory plan has no offset for {name}")
+        return f"(({ctype} *)(arena + {offsets[key]}))"
+
+    def constant(self, v: Value) -> str:
+        if v.name in self.const_symbols:
+            return self.const_symbols[v.name]
+        symbol = self.namer(v.name, prefix=f"{self.opt.name}_w_")
+        self._add_weight(symbol, C_TYPES[v.dtype], v.data)
+        self.const_symbols[v.name] = symbol
+        return symbol
+
+    def layer_const(self, key: str, suffix: str, data: np.ndarray) -> str:
+        symbol = self.namer(f"{key}_{suffix}")
+        self._add_weight(symbol, C_TYPES[str(data.dtype)], data)
+        return symbol
+
+    def _add_weight(self, symbol: str, ctype: str, data: np.ndarray) -> None:
+        self.weights.append(const_array(ctype, symbol, data, self.align))
+        self.weight_decls.append(f"extern const {ctype} {symbol}[{np.asarray(data).size}];")
+        self.weight_bytes += int(np.asarray(data).nbytes)
+
+    def scratch(self, op: Op) -> tuple[str, int]:
+        entry = self.plan.get("scratch", {}).get(op.name)
+        if not entry or not entry.get("size"):
+            return "NULL", 0
+        return f"(arena + {entry['offset']})", int(entry["size"])
+
+    # ---- files ---------------------------------------------------------------------------------
+    def write(self) -> GeneratedModel:
+        name = self.opt.name
+        body, layers = self.layers()
+        files = {
+            f"{name}.h": self.header().encode(),
+            f"{name}.c": self.source(body).encode(),
+            f"{name}_weights.c": self.weights_source().encode(),
+        }
+        kernels = sorted({row["kernel"] for row in layers if row["kernel"] != "view"})
+        for rel, data in self.runtime_files(kernels).items():
+            files[f"runtime_c/{rel}"] = data
+        files["Makefile"] = makefile(name, sorted(k for k in files if k.endswith(".c"))).encode()
+        files["CMakeLists.txt"] = cmakelists(name, sorted(k for k in files if k.endswith(".c"))).encode()
+        report = {
+            "model": name,
+            "target": self.target.name,
+            "arena_bytes": self.plan["arena_bytes"],
+            "arena_lower_bound": self.plan["lower_bound"],
+            "weight_bytes": self.weight_bytes,
+            "macs": sum(row["macs"] for row in layers),
+            "kernels": kernels,
+            "layers": layers,
+            "plan": {k: self.plan[k] for k in ("strategy", "alignment") if k in self.plan},
+        }
+        files["report.json"] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
+        files["report.md"] = render_markdown(report).encode()
+        return GeneratedModel(files, report, self.plan, self.g, kernels)
+
+    def layers(self) -> tuple[list[str], list[dict]]:
+        body: list[str] = []
+        rows: list[dict] = []
+        for index, op in enumerate(self.g.ops):
+            choice = self.choices[op.name]
+            out = op.outputs[0]
+            row = {"index": index, "node": op.name, "op": op.kind, "kernel": "view",
+                   "macs": layer_macs(op, self.g), "weight_bytes": sum(
+                       self.g.values[n].nbytes for n in op.inputs if n and self.g.values[n].is_const),
+                   "output": out, "output_bytes": self.g.values[out].nbytes,
+                   "output_offset": self._offset_text(out), "scratch_bytes": 0}
+            if _is_view(choice):
+                body.append(f"    {comment(f'{op.name}: {op.kind} (a view: no code, same bytes)')}")
+                rows.append(row)
+                continue
+            fn = choice.function
+            row["kernel"] = fn
+            row["scratch_bytes"] = self.scratch(op)[1]
+            ctx = LayerContext(self.g, self.pointer, self.layer_const, self.scratch,
+                               key=self.namer(f"{self.opt.name}_l{index}", prefix=""))
+            stmts = EMITTERS[op.kind](op, fn, ctx)
+            body.append(f"    {comment(f'{op.name}: {op.kind} -> {fn}')}")
+            if self.opt.profile:
+                body.append(f"    TINYC_PROFILE_BEGIN({index}, \"{_c_string(op.name)}\");")
+            body.append("    {")
+            body.extend(f"        {s}" for s in stmts)
+            body.append("    }")
+            if self.opt.profile:
+                body.append(f"    TINYC_PROFILE_END({index});")
+            rows.append(row)
+        body.extend(self.output_copies())
+        return body, rows
+
+    def _offset_text(self, name: str) -> str:
+        param = self.external_param(name)
+        if param is not None:
+            return f"caller:{param}"
+        offsets = self.plan["offsets"]
+        key = name if name in offsets else self.roots[name]
+        return str(offsets.get(key, "?"))
+
+    def output_copies(self) -> list[str]:
+        """Graph outputs that share storage with an input or another output need a copy."""
+        lines = []
+        for out in self.g.outputs:
+            src = self.pointer(out)
+            if src != self.params[out]:
+                nbytes = self.g.values[out].nbytes
+                lines.append(f"    {comment(f'output {out} is a view of another buffer: copy it')}")
+                lines.append(f"    memcpy({self.params[out]}, {src}, {nbytes});")
+        return lines
+
+    def signature(self) -> str:
+        args = []
+        for n in self.g.inputs:
+            args.append(f"const {C_TYPES[self.g.values[n].dtype]} *{self.params[n]}")
+        for n in self.g.outputs:
+            args.append(f"{C_TYPES[self.g.values[n].dtype]} *{self.params[n]}")
+        if self.opt.arena == "caller":
+            args.append("uint8_t *arena")
+        return f"int {self.opt.name}_invoke({', '.join(args)})"
+
+    def header(self) -> str:
+        name, up = self.opt.name, self.opt.name.upper()
+        guard = f"{up}_H"
+        lines = [f"/* Generated by tinyc for target {self.target.name}. Do not edit. */",
+                 f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", "",
+                 f"/* Bytes of the activation arena (aligned to {self.align}); the planner's lower bound "
+                 f"is {self.plan['lower_bound']}. */",
+                 f"#define {up}_ARENA_SIZE {self.plan['arena_bytes']}",
+                 f"#define {up}_ARENA_ALIGN {self.align}",
+                 f"#define {up}_NUM_INPUTS {len(self.g.inputs)}",
+                 f"#define {up}_NUM_OUTPUTS {len(self.g.outputs)}", ""]
+        for kind, names in (("INPUT", self.g.inputs), ("OUTPUT", self.g.outputs)):
+            for i, n in enumerate(names):
+                v = self.g.values[n]
+                p = f"{up}_{kind}{i}"
+                lines.append(comment(f"{kind.lower()} {i}: {n!r} {v.dtype} {list(v.shape)} {v.layout}"))
+                lines.append(f"#define {p}_SIZE {v.size}")
+                lines.append(f"#define {p}_BYTES {v.nbytes}")
+                lines.append(f"#define {p}_RANK {len(v.shape)}")
+                for d, dim in enumerate(v.shape):
+                    lines.append(f"#define {p}_DIM{d} {dim}")
+                if v.quant is not None and v.quant.axis is None:
+                    lines.append(f"#define {p}_SCALE {c_float(v.quant.scale[0])}")
+                    lines.append(f"#define {p}_ZERO_POINT {v.quant.zero_point[0]}")
+                lines.append("")
+        lines += [f"#define {up}_OK 0", f"#define {up}_KERNEL_ERROR 1", "",
+                  "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
+                  "/* Runs one inference. Returns 0 on success, nonzero if a kernel rejected its arguments."]
+        if self.opt.arena == "caller":
+            lines.append(f"   arena: {up}_ARENA_SIZE bytes, aligned to {up}_ARENA_ALIGN, owned by the caller. */")
+        else:
+            lines.append("   The arena is a static array inside the model (not reentrant). */")
+        lines += [f"{self.signature()};", "", "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
+        return "\n".join(lines)
+
+    def source(self, body: list[str]) -> str:
+        name, up = self.opt.name, self.opt.name.upper()
+        lines = [f"/* Generated by tinyc for target {self.target.name}: one call per layer. Do not edit. */",
+                 "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>", "",
+                 '#include "arm_nnfunctions.h"', '#include "tinyc_kernels.h"', f'#include "{name}.h"', ""]
+        if self.opt.profile:
+            lines += ['#include "tinyc_profile.h"', ""]
+        lines += ["#define TINYC_STATUS_KERNEL_ERROR 1", ""]
+        lines += ["#if defined(__GNUC__) || defined(__clang__)",
+                  "#define TINYC_ALIGN(n) __attribute__((aligned(n)))", "#else", "#define TINYC_ALIGN(n)",
+                  "#endif", ""]
+        lines += self.weight_decls + [""]
+        if self.opt.arena == "static":
+            lines += [f"static uint8_t {name}_arena[{up}_ARENA_SIZE > 0 ? {up}_ARENA_SIZE : 1] "
+                      f"TINYC_ALIGN({self.align});", ""]
+        lines.append(f"{self.signature()}")
+        lines.append("{")
+        if self.opt.arena == "static":
+            lines.append(f"    uint8_t *arena = {name}_arena;")
+        lines.append("    (void)arena;")
+        lines.extend(body)
+        lines.append(f"    return {up}_OK;")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def weights_source(self) -> str:
+        lines = [f"/* Generated by tinyc: constant data of model {self.opt.name} (flash). Do not edit. */",
+                 "#include <stdint.h>", "",
+                 "#if defined(__GNUC__) || defined(__clang__)",
+                 "#define TINYC_ALIGN(n) __attribute__((aligned(n)))", "#else", "#define TINYC_ALIGN(n)",
+                 "#endif", ""]
+        # Declarations first so every definition has a prior prototype (-Wmissing-variable-declarations).
+        lines += self.weight_decls + [""]
+        lines += self.weights
+        return "\n".join(lines)
+
+
+def _c_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def write_output_dir(model: GeneratedModel, out_dir: Path, force: bool = False) -> None:
+    """Write all files into out_dir atomically: into a temporary sibling, then renamed into place."""
+    import os
+    import shutil
+    import tempfile
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise TinycError(f"output {out_dir} exists and is not a directory")
+        if any(out_dir.iterdir()) and not force:
+            raise TinycError(f"output directory {out_dir} is not empty; pass --force to replace it")
+    parent = out_dir.resolve().parent
+    if not parent.exists():
+        raise TinycError(f"parent directory {parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tinyc-", dir=parent))
+    try:
+        for rel, data in sorted(model.files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

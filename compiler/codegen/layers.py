@@ -1,0 +1,289 @@
+"""One C call per layer: how each lowered IR op becomes a call of a CMSIS-NN (or tinyc_) function.
+
+Every emitter receives the op, its kernel choice and a `LayerContext` that knows where each value
+lives (arena offset, caller buffer, or flash constant); it returns the C statements of the layer.
+Everything computable at compile time (dims, offsets, multipliers) is emitted as constants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..ir import Graph, Op, Value
+from ..ops import attr
+from .cwriter import C_TYPES, c_float, c_int
+
+
+@dataclass
+class LayerContext:
+    graph: Graph
+    pointer: Callable[[str], str]          # value name -> C pointer expression
+    const_array: Callable[[str, str, np.ndarray], str]  # (layer key, suffix, data) -> C symbol
+    scratch: Callable[[Op], tuple[str, int]]  # op -> (C pointer expression or "NULL", bytes)
+    key: str                               # a C-identifier-safe prefix for this layer's constants
+
+    def value(self, name: str) -> Value:
+        return self.graph.values[name]
+
+
+def _nhwc_dims(v: Value) -> tuple[int, int, int, int]:
+    """(n, h, w, c) of a value as CMSIS-NN sees it: NHWC, or [N, C] as N x 1 x 1 x C."""
+    s = v.shape
+    if len(s) == 4:
+        if v.layout not in ("NHWC", ""):
+            raise ValueError(f"value {v.name} is {v.layout}; kernels need NHWC (run the layout pass)")
+        return s[0], s[1], s[2], s[3]
+    if len(s) == 2:
+        return s[0], 1, 1, s[1]
+    if len(s) == 3:
+        return s[0], 1, s[1], s[2]
+    if len(s) == 1:
+        return 1, 1, 1, s[0]
+    raise ValueError(f"value {v.name} of rank {len(s)} has no CMSIS-NN dims")
+
+
+def _dims(n: int, h: int, w: int, c: int) -> str:
+    return f"{{{n}, {h}, {w}, {c}}}"
+
+
+def _act(op: Op) -> str:
+    return f"{{{c_int(op.attrs['act_min'])}, {c_int(op.attrs['act_max'])}}}"
+
+
+def _tile(w: int, h: int) -> str:
+    return f"{{{w}, {h}}}"
+
+
+def _bias(op: Op, ctx: LayerContext, channels: int) -> str:
+    if len(op.inputs) > 2 and op.inputs[2]:
+        return ctx.pointer(op.inputs[2])
+    return ctx.const_array(ctx.key, "zero_bias", np.zeros(channels, np.int32))
+
+
+def _requant_arrays(op: Op, ctx: LayerContext, channels: int) -> tuple[str, str]:
+    mult = np.asarray(op.attrs["multiplier"], np.int32)
+    shift = np.asarray(op.attrs["shift"], np.int32)
+    if mult.size == 1 and channels > 1:
+        mult, shift = np.repeat(mult, channels), np.repeat(shift, channels)
+    return (ctx.const_array(ctx.key, "multiplier", mult), ctx.const_array(ctx.key, "shift", shift))
+
+
+def _call_status(call: str) -> list[str]:
+    return [f"if ({call} != ARM_CMSIS_NN_SUCCESS) {{", "    return TINYC_STATUS_KERNEL_ERROR;", "}"]
+
+
+def emit_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
+    n, h, wd, c = _nhwc_dims(x)
+    _, oh, ow, oc = _nhwc_dims(y)
+    kh, kw = (w.shape[1], w.shape[2])  # OHWI or IHWO
+    pt, pl, _, _ = attr(op, "pads")
+    sh, sw = attr(op, "strides")
+    dh, dw = attr(op, "dilations")
+    mult, shift = _requant_arrays(op, ctx, oc)
+    buf, size = ctx.scratch(op)
+    lines = [f"cmsis_nn_context ctx = {{{buf}, {size}}};"]
+    if op.kind == "conv2d":
+        lines += [
+            "static const cmsis_nn_conv_params params = {",
+            f"    {c_int(op.attrs['input_offset'])}, {c_int(op.attrs['output_offset'])}, "
+            f"{_tile(sw, sh)}, {_tile(pl, pt)}, {_tile(dw, dh)}, {_act(op)}}};",
+        ]
+        filter_dims = _dims(oc, kh, kw, w.shape[3])
+    else:
+        lines += [
+            "static const cmsis_nn_dw_conv_params params = {",
+            f"    {c_int(op.attrs['input_offset'])}, {c_int(op.attrs['output_offset'])}, "
+            f"{attr(op, 'depth_multiplier')}, {_tile(sw, sh)}, {_tile(pl, pt)}, {_tile(dw, dh)}, "
+            f"{_act(op)}}};",
+        ]
+        filter_dims = _dims(1, kh, kw, oc)
+    lines += [
+        f"static const cmsis_nn_per_channel_quant_params quant = {{(int32_t *){mult}, (int32_t *){shift}}};",
+        f"static const cmsis_nn_dims input_dims = {_dims(n, h, wd, c)};",
+        f"static const cmsis_nn_dims filter_dims = {filter_dims};",
+        f"static const cmsis_nn_dims bias_dims = {_dims(1, 1, 1, oc)};",
+        f"static const cmsis_nn_dims output_dims = {_dims(n, oh, ow, oc)};",
+    ]
+    lines += _call_status(
+        f"{fn}(&ctx, &params, &quant, &input_dims, {ctx.pointer(x.name)}, &filter_dims, "
+        f"{ctx.pointer(w.name)}, &bias_dims, {_bias(op, ctx, oc)}, &output_dims, {ctx.pointer(y.name)})")
+    return lines
+
+
+def emit_fully_connected(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
+    batches, depth = x.shape
+    units = w.shape[0]
+    buf, size = ctx.scratch(op)
+    lines = [
+        f"cmsis_nn_context ctx = {{{buf}, {size}}};",
+        "static const cmsis_nn_fc_params params = {",
+        f"    {c_int(op.attrs['input_offset'])}, 0, {c_int(op.attrs['output_offset'])}, {_act(op)}}};",
+    ]
+    if len(op.attrs["multiplier"]) == 1:
+        lines.append(f"static const cmsis_nn_per_tensor_quant_params quant = "
+                     f"{{{c_int(op.attrs['multiplier'][0])}, {c_int(op.attrs['shift'][0])}}};")
+    else:
+        mult, shift = _requant_arrays(op, ctx, units)
+        lines.append(f"static const cmsis_nn_per_channel_quant_params quant = "
+                     f"{{(int32_t *){mult}, (int32_t *){shift}}};")
+    lines += [
+        f"static const cmsis_nn_dims input_dims = {_dims(batches, 1, 1, depth)};",
+        f"static const cmsis_nn_dims filter_dims = {_dims(depth, 1, 1, units)};",
+        f"static const cmsis_nn_dims bias_dims = {_dims(1, 1, 1, units)};",
+        f"static const cmsis_nn_dims output_dims = {_dims(batches, 1, 1, units)};",
+    ]
+    lines += _call_status(
+        f"{fn}(&ctx, &params, &quant, &input_dims, {ctx.pointer(x.name)}, &filter_dims, "
+        f"{ctx.pointer(w.name)}, &bias_dims, {_bias(op, ctx, units)}, &output_dims, {ctx.pointer(y.name)})")
+    return lines
+
+
+def emit_pool(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x, y = ctx.value(op.inputs[0]), ctx.value(op.outputs[0])
+    n, h, w, c = _nhwc_dims(x)
+    _, oh, ow, _ = _nhwc_dims(y)
+    kh, kw = attr(op, "kernel")
+    sh, sw = attr(op, "strides")
+    pt, pl, _, _ = attr(op, "pads")
+    buf, size = ctx.scratch(op)
+    lines = [
+        f"cmsis_nn_context ctx = {{{buf}, {size}}};",
+        f"static const cmsis_nn_pool_params params = {{{_tile(sw, sh)}, {_tile(pl, pt)}, {_act(op)}}};",
+        f"static const cmsis_nn_dims input_dims = {_dims(n, h, w, c)};",
+        f"static const cmsis_nn_dims filter_dims = {_dims(1, kh, kw, 1)};",
+        f"static const cmsis_nn_dims output_dims = {_dims(n, oh, ow, c)};",
+    ]
+    lines += _call_status(f"{fn}(&ctx, &params, &input_dims, {ctx.pointer(x.name)}, &filter_dims, "
+                          f"&output_dims, {ctx.pointer(y.name)})")
+    return lines
+
+
+def emit_add(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    at = op.attrs
+    size = ctx.value(y).size
+    return _call_status(
+        f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {c_int(at['input1_offset'])}, "
+        f"{c_int(at['input1_multiplier'])}, {c_int(at['input1_shift'])}, {c_int(at['input2_offset'])}, "
+        f"{c_int(at['input2_multiplier'])}, {c_int(at['input2_shift'])}, {c_int(at['left_shift'])}, "
+        f"{ctx.pointer(y)}, {c_int(at['output_offset'])}, {c_int(at['output_multiplier'])}, "
+        f"{c_int(at['output_shift'])}, {c_int(at['act_min'])}, {c_int(at['act_max'])}, {size})")
+
+
+def emit_mul(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    at = op.attrs
+    size = ctx.value(y).size
+    return _call_status(
+        f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {c_int(at['input1_offset'])}, "
+        f"{c_int(at['input2_offset'])}, {ctx.pointer(y)}, {c_int(at['output_offset'])}, "
+        f"{c_int(at['output_multiplier'])}, {c_int(at['output_shift'])}, {c_int(at['act_min'])}, "
+        f"{c_int(at['act_max'])}, {size})")
+
+
+def emit_softmax(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x, y = ctx.value(op.inputs[0]), op.outputs[0]
+    row = x.shape[-1]
+    rows = x.size // row
+    at = op.attrs
+    return [f"{fn}({ctx.pointer(x.name)}, {rows}, {row}, {c_int(at['input_multiplier'])}, "
+            f"{c_int(at['input_left_shift'])}, {c_int(at['diff_min'])}, {ctx.pointer(y)});"]
+
+
+def emit_lut(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x, y = op.inputs[0], op.outputs[0]
+    table = ctx.const_array(ctx.key, "table", np.asarray(op.attrs["table"], np.int8))
+    return [f"{fn}({ctx.pointer(x)}, {ctx.pointer(y)}, {ctx.value(y).size}, {table});"]
+
+
+def emit_quantize(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    y = ctx.value(op.outputs[0])
+    q = y.quant
+    return [f"{fn}({ctx.pointer(op.inputs[0])}, {ctx.pointer(y.name)}, {y.size}, {c_float(q.scale[0])}, "
+            f"{c_int(q.zero_point[0])});"]
+
+
+def emit_dequantize(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x = ctx.value(op.inputs[0])
+    q = x.quant
+    return [f"{fn}({ctx.pointer(x.name)}, {ctx.pointer(op.outputs[0])}, {x.size}, {c_float(q.scale[0])}, "
+            f"{c_int(q.zero_point[0])});"]
+
+
+def emit_rescale(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    at = op.attrs
+    y = ctx.value(op.outputs[0])
+    return [f"{fn}({ctx.pointer(op.inputs[0])}, {ctx.pointer(y.name)}, {y.size}, {c_int(at['input_offset'])}, "
+            f"{c_int(at['multiplier'][0])}, {c_int(at['shift'][0])}, {c_int(at['output_offset'])});"]
+
+
+def emit_transpose(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x = ctx.value(op.inputs[0])
+    perm = list(attr(op, "perm"))
+    shape = list(x.shape)
+    # Pad to 4-D on the left so one kernel covers ranks 1..4.
+    while len(shape) < 4:
+        shape.insert(0, 1)
+        perm = [0] + [p + 1 for p in perm]
+    dims = ctx.const_array(ctx.key, "shape", np.asarray(shape, np.int32))
+    permutation = ctx.const_array(ctx.key, "perm", np.asarray(perm, np.int32))
+    return [f"{fn}({ctx.pointer(x.name)}, {ctx.pointer(op.outputs[0])}, {dims}, {permutation});"]
+
+
+def emit_pad(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    x = ctx.value(op.inputs[0])
+    pads = list(attr(op, "pads"))
+    rank = len(x.shape)
+    shape = list(x.shape)
+    begins, ends = pads[:rank], pads[rank:]
+    while len(shape) < 4:
+        shape.insert(0, 1)
+        begins.insert(0, 0)
+        ends.insert(0, 0)
+    dims = ctx.const_array(ctx.key, "shape", np.asarray(shape, np.int32))
+    pad_array = ctx.const_array(ctx.key, "pads", np.asarray(begins + ends, np.int32))
+    value = int(round(attr(op, "value")))
+    return [f"{fn}({ctx.pointer(x.name)}, {ctx.pointer(op.outputs[0])}, {dims}, {pad_array}, {value});"]
+
+
+def emit_concat(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    y = ctx.value(op.outputs[0])
+    axis = attr(op, "axis") % len(y.shape)
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
+    lines = []
+    offset = 0
+    for name in op.inputs:
+        v = ctx.value(name)
+        chunk = v.shape[axis] * inner
+        lines.append(f"{fn}({ctx.pointer(name)}, {ctx.pointer(y.name)}, {outer}, {chunk}, "
+                     f"{y.shape[axis] * inner}, {offset});")
+        offset += chunk
+    return lines
+
+
+EMITTERS: dict[str, Callable[[Op, str, LayerContext], list[str]]] = {
+    "conv2d": emit_conv,
+    "depthwise_conv2d": emit_conv,
+    "fully_connected": emit_fully_connected,
+    "avg_pool2d": emit_pool,
+    "max_pool2d": emit_pool,
+    "add": emit_add,
+    "mul": emit_mul,
+    "softmax": emit_softmax,
+    "lut": emit_lut,
+    "quantize": emit_quantize,
+    "dequantize": emit_dequantize,
+    "rescale": emit_rescale,
+    "transpose": emit_transpose,
+    "pad": emit_pad,
+    "concat": emit_concat,
+}
+
+
+def c_type(v: Value) -> str:
+    return C_TYPES[v.dtype]

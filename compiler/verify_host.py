@@ -1,0 +1,121 @@
+"""`tinyc verify`: build the generated C for this machine and compare it with the reference interpreter
+(must be bit-exact) and with onnxruntime on the original model (a tolerance figure, in LSB)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import tensor_io
+from .driver import build_and_run, input_specs, lower_for_codegen
+from .interpreter import run as run_reference
+from .ir import Graph
+
+
+def random_samples(graph: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Inputs spread over each input's whole range: int codes uniformly, float inputs of a quantised
+    model over its quantisation range, other float inputs standard normal."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(count):
+        sample = {}
+        for name in graph.inputs:
+            v = graph.values[name]
+            if v.dtype in ("int8", "uint8", "int16"):
+                info = np.iinfo(v.dtype)
+                sample[name] = rng.integers(info.min, info.max + 1, size=v.shape).astype(v.dtype)
+            else:
+                lo, hi = _float_range(graph, name)
+                sample[name] = rng.uniform(lo, hi, size=v.shape).astype(np.float32)
+        samples.append(sample)
+    return samples
+
+
+def _float_range(graph: Graph, name: str) -> tuple[float, float]:
+    for op in graph.ops:
+        if op.kind == "quantize" and op.inputs[0] == name:
+            q = graph.values[op.outputs[0]].quant
+            info = np.iinfo(graph.values[op.outputs[0]].dtype)
+            s, z = q.scale[0], q.zero_point[0]
+            return s * (info.min - z), s * (info.max - z)
+    return -3.0, 3.0
+
+
+def _onnxruntime_outputs(model_path: str, lowered: Graph, samples, input_layout: str):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    if not str(model_path).endswith(".onnx"):
+        return None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    results = []
+    for sample in samples:
+        feed = {}
+        for name in lowered.inputs:
+            x = sample[name]
+            if input_layout == "nhwc" and x.ndim == 4:
+                x = x.transpose(0, 3, 1, 2)
+            feed[name] = np.ascontiguousarray(x)
+        outs = session.run(list(lowered.outputs), feed)
+        results.append(dict(zip(lowered.outputs, outs)))
+    return results
+
+
+def _lsb(a: np.ndarray, b: np.ndarray, graph: Graph, name: str) -> float:
+    """Largest difference in units of the output's last bit (its scale for float outputs)."""
+    v = graph.values[name]
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    if v.dtype == "float32":
+        scale = _output_scale(graph, name)
+        return float(diff.max() / scale) if scale else float(diff.max())
+    return float(diff.max())
+
+
+def _output_scale(graph: Graph, name: str) -> float | None:
+    for op in graph.ops:
+        if op.kind == "dequantize" and op.outputs[0] == name:
+            return graph.values[op.inputs[0]].quant.scale[0]
+    return None
+
+
+def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, seed: int = 0,
+                 inputs_path: str | None = None, input_layout: str = "model", cmsis_nn: str | None = None,
+                 sanitize: bool = False) -> dict:
+    lowered = lower_for_codegen(graph, input_layout)
+    samples = random_samples(lowered, count, seed)
+    if inputs_path:
+        specs = input_specs(lowered)
+        samples += tensor_io.split_batch(tensor_io.read_inputs(inputs_path, specs), specs).samples
+    if not samples:
+        from .errors import TinycError
+        raise TinycError("nothing to verify: pass --count N or --inputs FILE")
+    with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
+        compiled, _ = build_and_run(lowered, samples, options, Path(tmp), cmsis_nn, sanitize=sanitize)
+    reference = [run_reference(lowered, s) for s in samples]
+    ort = _onnxruntime_outputs(model_path, lowered, samples, input_layout)
+    rows = []
+    exact_all = True
+    for name in lowered.outputs:
+        exact = sum(np.array_equal(c[name], r[name]) for c, r in zip(compiled, reference))
+        max_ref = max(_lsb(c[name], r[name], lowered, name) for c, r in zip(compiled, reference))
+        max_ort = (max(_lsb(c[name], o[name], lowered, name) for c, o in zip(compiled, ort))
+                   if ort is not None else None)
+        exact_all &= exact == len(samples)
+        rows.append({"output": name, "samples": len(samples), "bit_exact": exact,
+                     "max_lsb_vs_reference": max_ref, "max_lsb_vs_onnxruntime": max_ort})
+    return {"rows": rows, "bit_exact": exact_all, "samples": len(samples)}
+
+
+def format_table(result: dict) -> str:
+    lines = ["| output | samples | bit-exact vs reference | max LSB vs reference | max LSB vs onnxruntime |",
+             "|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        ort = "n/a" if r["max_lsb_vs_onnxruntime"] is None else f"{r['max_lsb_vs_onnxruntime']:g}"
+        lines.append(f"| {r['output']} | {r['samples']} | {r['bit_exact']}/{r['samples']} | "
+                     f"{r['max_lsb_vs_reference']:g} | {ort} |")
+    lines.append("bit-exact: " + ("yes" if result["bit_exact"] else "NO"))
+    return "\n".join(lines)
