@@ -1,0 +1,417 @@
+"""The `layout` pass: run the graph's activations in NHWC (what CMSIS-NN kernels read) instead of NCHW.
+
+Each value has a *logical* tensor (what the ONNX model means) and, after this pass, a *physical* one
+(the bytes the generated code holds): either the logical tensor itself, or for 4-D activations the
+logical tensor transposed by (0, 2, 3, 1). Ops are rewritten op by op from the representation of their
+inputs; wherever an op needs a representation its input does not have, a transpose is inserted.
+A final clean-up composes transposes, turns transposes that move only size-1 axes into reshapes (same
+bytes), merges reshapes and drops identities, so the transposes that remain are the ones the model's
+semantics need (an interface in NCHW, an NCHW flatten of a tensor with spatial size > 1).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from tinyc.ir import Graph, Op, QuantParams, Value
+from tinyc.passes import register
+
+TO_NHWC = (0, 2, 3, 1)
+TO_NCHW = (0, 3, 1, 2)
+
+# Ops whose shape rule reads the activation's layout (tinyc.ops.spatial_axes).
+LAYOUT_READERS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool",
+                  "batch_norm")
+# Element-wise ops with one input: they compute the same thing in any layout.
+LAYOUT_FREE_UNARY = ("relu", "clip", "leaky_relu", "sigmoid", "tanh", "hard_swish", "lut", "quantize",
+                     "dequantize", "rescale", "identity")
+# How each convolution's OIHW weight is permuted for CMSIS-NN, and the layout it then has.
+WEIGHT_PERMS = {"conv2d": ((0, 2, 3, 1), "OHWI"), "depthwise_conv2d": ((1, 2, 3, 0), "IHWO")}
+
+
+# ---- permutation arithmetic ----------------------------------------------------------------------
+def compose(first: Sequence[int], then: Sequence[int]) -> tuple[int, ...]:
+    """The one perm p with x.transpose(first).transpose(then) == x.transpose(p)."""
+    return tuple(first[i] for i in then)
+
+
+def inverse(perm: Sequence[int]) -> tuple[int, ...]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def permute(items: Sequence, perm: Sequence[int]) -> tuple:
+    return tuple(items[p] for p in perm)
+
+
+def moves_only_unit_axes(shape: Sequence[int], perm: Sequence[int]) -> bool:
+    """True when transposing `shape` by `perm` keeps the bytes in the same order (it only moves
+    axes of size 1), so a reshape does the same job."""
+    kept = [p for p in perm if shape[p] != 1]
+    return kept == sorted(kept)
+
+
+def permuted_quant(quant: QuantParams | None, perm: Sequence[int]) -> QuantParams | None:
+    """Quantisation of x.transpose(perm) given x's: a per-axis axis follows its axis."""
+    if quant is None or quant.axis is None:
+        return quant
+    return replace(quant, axis=list(perm).index(quant.axis))
+
+
+def lifted_quant(quant: QuantParams | None, lift: int) -> QuantParams | None:
+    """Quantisation of a value after `lift` leading axes of size 1 are added (or -lift removed)."""
+    if quant is None or quant.axis is None:
+        return quant
+    return replace(quant, axis=quant.axis + lift)
+
+
+def transposed_value(v: Value, name: str, perm: Sequence[int], layout: str) -> Value:
+    data = None if v.data is None else np.ascontiguousarray(v.data.transpose(perm))
+    return Value(name, permute(v.shape, perm), v.dtype, layout, permuted_quant(v.quant, perm), data)
+
+
+# ---- the rewrite ---------------------------------------------------------------------------------
+class _NhwcRewriter:
+    """Rebuilds the op list of `graph` (a private copy) with NHWC activations."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.g = graph
+        self.logical = {name: replace(v) for name, v in graph.values.items()}
+        self.graph_outputs = set(graph.outputs)
+        self.ops: list[Op] = []
+        self.op_names = {op.name for op in graph.ops}
+        # original value name -> (name of the value holding it now, is that value NHWC?)
+        self.current: dict[str, tuple[str, bool]] = {}
+        self.other_form: dict[tuple[str, bool], str] = {}
+        self.weights: dict[tuple[str, str], str] = {}
+        self.selected = self._select_activations()
+
+    # which 4-D values are activations to hold in NHWC
+    def _select_activations(self) -> set[str]:
+        touched_by_reader: set[str] = set()
+        for op in self.g.ops:
+            if op.kind in LAYOUT_READERS:
+                touched_by_reader.update([op.inputs[0], op.outputs[0]])
+        return {name for name, v in self.g.values.items()
+                if not v.is_const and len(v.shape) == 4
+                and (v.layout == "NCHW" or (v.layout == "" and name in touched_by_reader))}
+
+    def run(self) -> Graph:
+        g = self.g
+        for v in g.values.values():
+            if v.is_const:
+                self.current[v.name] = (v.name, False)
+        for name in g.inputs:
+            self.current[name] = (name, False)
+            if name in self.selected:
+                # The interface stays NCHW: convert once, right after the input.
+                self.current[name] = (self.as_form(name, True), True)
+                self.other_form[(name, False)] = name
+        for op in g.ops:
+            self.handler_for(op)(op)
+        for name in g.outputs:
+            held, nhwc = self.current[name]
+            if nhwc and name not in g.inputs:
+                self.emit_transpose(held, name, TO_NCHW, f"{name}_to_nchw")
+        g.ops = self.ops
+        simplify_moves(g)
+        g.remove_dead()
+        return g
+
+    def handler_for(self, op: Op):
+        if op.kind in LAYOUT_FREE_UNARY:
+            return self._op_follow_input
+        if op.kind in ("add", "mul"):
+            return self._op_broadcasting
+        if op.kind in LAYOUT_READERS:
+            x = self.logical[op.inputs[0]]
+            reads_nchw = len(x.shape) == 4 and x.layout != "NHWC"
+            return self._op_layout_reader if reads_nchw else self._op_generic
+        return {"concat": self._op_concat, "pad": self._op_pad, "softmax": self._op_softmax,
+                "reshape": self._op_reshape, "transpose": self._op_transpose}.get(op.kind, self._op_generic)
+
+    # -- value bookkeeping --
+    def op_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.op_names:
+            name, i = f"{base}_{i}", i + 1
+        self.op_names.add(name)
+        return name
+
+    def emit(self, kind: str, name: str, inputs: list[str], output: str, attrs: dict) -> None:
+        self.ops.append(Op(kind, name, inputs, [output], attrs))
+
+    def emit_transpose(self, src: str, dst: str, perm: Sequence[int], op_base: str) -> None:
+        self.emit("transpose", self.op_name(op_base), [src], dst, {"perm": list(perm)})
+
+    def new_value(self, base: str, shape: Sequence[int], like: Value, layout: str,
+                  quant: QuantParams | None) -> str:
+        name = self.g.fresh_name(base)
+        self.g.add_value(Value(name, tuple(shape), like.dtype, layout, quant))
+        return name
+
+    def as_form(self, name: str, nhwc: bool) -> str:
+        """The name of a value holding original value `name` in NHWC (or logical) form; inserts a
+        transpose (or transposes a constant now) the first time another form is asked for."""
+        held, held_nhwc = self.current[name]
+        if held_nhwc == nhwc:
+            return held
+        if (name, nhwc) in self.other_form:
+            return self.other_form[(name, nhwc)]
+        v = self.g.values[held]
+        perm = TO_NHWC if nhwc else TO_NCHW
+        layout = "NHWC" if nhwc else self.logical[name].layout
+        base = f"{name}_nhwc" if nhwc else f"{name}_nchw"
+        if v.is_const:
+            out = self.g.add_value(transposed_value(v, self.g.fresh_name(base), perm, layout)).name
+        else:
+            out = self.new_value(base, permute(v.shape, perm), v, layout, permuted_quant(v.quant, perm))
+            self.emit_transpose(held, out, perm, f"{name}_to_{'nhwc' if nhwc else 'nchw'}")
+        self.other_form[(name, nhwc)] = out
+        return out
+
+    def define_output(self, name: str, nhwc: bool) -> str:
+        """Declare the form of an op's output; returns the name the op writes."""
+        if not nhwc:
+            self.current[name] = (name, False)
+            return name
+        v = self.g.values[name]
+        shape, quant = permute(v.shape, TO_NHWC), permuted_quant(v.quant, TO_NHWC)
+        if name in self.graph_outputs:
+            # The output keeps its ONNX shape; the op writes an NHWC twin transposed at the end.
+            held = self.new_value(f"{name}_nhwc", shape, v, "NHWC", quant)
+        else:
+            v.shape, v.layout, v.quant = shape, "NHWC", quant
+            held = name
+        self.current[name] = (held, True)
+        return held
+
+    def is_nhwc(self, name: str) -> bool:
+        return self.current[name][1]
+
+    # -- op handlers --
+    def _op_generic(self, op: Op) -> None:
+        """Any op that reads its operands' axes as ONNX defines them: give it logical operands."""
+        op.inputs = [self.as_form(n, False) if n else n for n in op.inputs]
+        op.outputs = [self.define_output(op.outputs[0], False)]
+        self.ops.append(op)
+
+    def _op_layout_reader(self, op: Op) -> None:
+        x, *params = op.inputs
+        inputs = [self.as_form(x, True)]
+        if op.kind in WEIGHT_PERMS:
+            inputs.append(self.conv_weight(params[0], op.kind))
+            params = params[1:]
+        inputs += [self.as_form(n, False) if n else n for n in params]
+        op.inputs = inputs
+        op.outputs = [self.define_output(op.outputs[0], True)]
+        self.ops.append(op)
+
+    def conv_weight(self, name: str, kind: str) -> str:
+        v = self.g.values[self.current[name][0]]
+        if v.layout not in ("", "OIHW"):
+            return v.name  # already in a CMSIS-NN layout
+        key = (name, kind)
+        if key not in self.weights:
+            perm, layout = WEIGHT_PERMS[kind]
+            if v.is_const:
+                # Only convolutions of this kind read it, as their weight: transform it in place.
+                only_here = name not in self.graph_outputs and all(
+                    op.kind == kind and [i for i, n in enumerate(op.inputs) if n == name] == [1]
+                    for op in self.g.ops if name in op.inputs)
+                new = transposed_value(v, name if only_here else self.g.fresh_name(f"{name}_{layout}"),
+                                       perm, layout)
+                if only_here:
+                    self.g.values[name] = new
+                else:
+                    self.g.add_value(new)
+                self.weights[key] = new.name
+            else:
+                out = self.new_value(f"{name}_{layout}", permute(v.shape, perm), v, layout,
+                                     permuted_quant(v.quant, perm))
+                self.emit_transpose(v.name, out, perm, f"{name}_to_{layout}")
+                self.weights[key] = out
+        return self.weights[key]
+
+    def _op_follow_input(self, op: Op) -> None:
+        x = op.inputs[0]
+        nhwc = self.is_nhwc(x)
+        op.inputs = [self.current[x][0]]
+        op.outputs = [self.define_output(op.outputs[0], nhwc)]
+        self.ops.append(op)
+
+    def _op_broadcasting(self, op: Op) -> None:
+        if not any(self.is_nhwc(n) for n in op.inputs) or len(self.g.values[op.outputs[0]].shape) != 4:
+            return self._op_generic(op)
+        op.inputs = [self.broadcast_operand_nhwc(n) for n in op.inputs]
+        op.outputs = [self.define_output(op.outputs[0], True)]
+        self.ops.append(op)
+
+    def broadcast_operand_nhwc(self, name: str) -> str:
+        """An operand of add/mul whose other operand is NHWC, in a form that broadcasts the same way
+        against NHWC (a constant [C,1,1] becomes [1,1,C])."""
+        if self.is_nhwc(name):
+            return self.current[name][0]
+        v = self.g.values[self.current[name][0]]
+        if v.size == 1 and (v.quant is None or v.quant.axis is None):
+            return v.name  # a scalar broadcasts the same in any layout
+        rank = len(v.shape)
+        lift = 4 - rank
+        if v.is_const:
+            if (name, None) in self.other_form:
+                return self.other_form[(name, None)]
+            data = v.data.reshape((1,) * lift + v.shape).transpose(TO_NHWC)
+            quant = permuted_quant(lifted_quant(v.quant, lift), TO_NHWC)
+            # Drop the leading 1s the lift added (broadcasting adds them back): [C,1,1] -> [1,1,C].
+            drop = 0
+            while data.ndim - drop > rank and data.shape[drop] == 1:
+                drop += 1
+            data = np.ascontiguousarray(data.reshape(data.shape[drop:]))
+            quant = lifted_quant(quant, -drop)
+            new = self.g.add_const(f"{name}_nhwc", data, "NHWC" if data.ndim == 4 else "", quant)
+            self.other_form[(name, None)] = new.name
+            return new.name
+        if rank < 4:
+            # Lift to 4-D NCHW first (a reshape), then transpose like any activation.
+            lifted = self.new_value(f"{name}_4d", (1,) * lift + v.shape, v, "", lifted_quant(v.quant, lift))
+            self.emit("reshape", self.op_name(f"{name}_to_4d"), [v.name], lifted,
+                      {"shape": list(self.g.values[lifted].shape)})
+            self.logical[lifted] = replace(self.g.values[lifted])
+            self.current[lifted] = (lifted, False)
+            return self.as_form(lifted, True)
+        return self.as_form(name, True)
+
+    def _op_concat(self, op: Op) -> None:
+        if not any(self.is_nhwc(n) for n in op.inputs):
+            return self._op_generic(op)
+        op.inputs = [self.as_form(n, True) for n in op.inputs]
+        op.attrs["axis"] = inverse(TO_NHWC)[op.attrs["axis"] % 4]
+        op.outputs = [self.define_output(op.outputs[0], True)]
+        self.ops.append(op)
+
+    def _op_pad(self, op: Op) -> None:
+        if self.is_nhwc(op.inputs[0]):
+            pads = list(op.attrs["pads"])
+            op.attrs["pads"] = list(permute(pads[:4], TO_NHWC) + permute(pads[4:], TO_NHWC))
+        self._op_follow_input(op)
+
+    def _op_softmax(self, op: Op) -> None:
+        if self.is_nhwc(op.inputs[0]):
+            op.attrs["axis"] = inverse(TO_NHWC)[op.attrs.get("axis", -1) % 4]
+        self._op_follow_input(op)
+
+    def wants_nhwc(self, name: str) -> bool:
+        return name in self.selected and name not in self.graph_outputs
+
+    def _op_reshape(self, op: Op) -> None:
+        x, y = op.inputs[0], op.outputs[0]
+        src = self.as_form(x, False)  # a reshape follows the logical (NCHW) element order
+        if not self.wants_nhwc(y):
+            self.emit("reshape", op.name, [src], self.define_output(y, False), op.attrs)
+            return
+        v = self.g.values[y]
+        flat = self.new_value(f"{y}_nchw", v.shape, v, v.layout, v.quant)
+        self.emit("reshape", op.name, [src], flat, op.attrs)
+        self.emit_transpose(flat, self.define_output(y, True), TO_NHWC, f"{y}_to_nhwc")
+
+    def _op_transpose(self, op: Op) -> None:
+        x, y = op.inputs[0], op.outputs[0]
+        held, x_nhwc = self.current[x]
+        # physical x -> logical x -> logical y (-> NHWC y), as one permutation
+        perm = tuple(op.attrs["perm"])
+        if x_nhwc:
+            perm = compose(TO_NCHW, perm)
+        choices = [(False, perm)]
+        if len(perm) == 4 and y not in self.graph_outputs:
+            choices.append((True, compose(perm, TO_NHWC)))
+        shape = self.g.values[held].shape
+        # Hold y in the form that leaves the least to move (the layout change often undoes the
+        # model's own transpose); on a tie, in the form its label asks for.
+        into_nhwc, perm = min(choices, key=lambda c: (_move_cost(shape, c[1]),
+                                                      c[0] != self.wants_nhwc(y)))
+        self.emit("transpose", op.name, [held], self.define_output(y, into_nhwc), {"perm": list(perm)})
+
+
+def _move_cost(shape: Sequence[int], perm: Sequence[int]) -> int:
+    """0 when the transpose will be free (identity, or a reshape), 1 when it moves bytes."""
+    return 0 if moves_only_unit_axes(shape, perm) else 1
+
+
+# ---- clean-up of data movement -------------------------------------------------------------------
+def simplify_moves(g: Graph) -> None:
+    """Rewrite transposes and reshapes until none of these applies: transpose of a transpose ->
+    one transpose; transpose moving only size-1 axes -> reshape; reshape of a reshape -> one reshape;
+    reshape to the same shape -> nothing. Keeps the graph's inputs and outputs."""
+    while _simplify_once(g):
+        g.remove_dead()
+
+
+def _simplify_once(g: Graph) -> bool:
+    producers, consumers = g.producers(), g.consumers()
+    for op in g.ops:
+        if op.kind not in ("transpose", "reshape"):
+            continue
+        src = producers.get(op.inputs[0])
+        if op.kind == "transpose" and src is not None and src.kind == "transpose":
+            op.attrs["perm"] = list(compose(src.attrs["perm"], op.attrs["perm"]))
+            op.inputs = [src.inputs[0]]
+            return True
+        if op.kind == "transpose" and moves_only_unit_axes(g.values[op.inputs[0]].shape,
+                                                           op.attrs["perm"]):
+            op.kind, op.attrs = "reshape", {"shape": list(g.values[op.outputs[0]].shape)}
+            return True
+        if op.kind == "reshape" and src is not None and src.kind == "reshape":
+            op.inputs = [src.inputs[0]]
+            return True
+        if op.kind == "reshape" and _drop_identity_reshape(g, op, producers, consumers):
+            return True
+    return False
+
+
+def _drop_identity_reshape(g: Graph, op: Op, producers: dict[str, Op],
+                           consumers: dict[str, list[Op]]) -> bool:
+    src, dst = g.values[op.inputs[0]], g.values[op.outputs[0]]
+    if src.shape != dst.shape:
+        return False
+    writer = producers.get(src.name)
+    # src can take dst's place (be written under dst's name, or take dst's label) when nothing
+    # else reads it and its writer's kernel does not read its own output's label.
+    src_is_private = (writer is not None and src.name not in g.inputs and src.name not in g.outputs
+                      and consumers[src.name] == [op]
+                      and (writer.kind not in LAYOUT_READERS or src.layout == dst.layout))
+    if dst.name in g.outputs:
+        if not src_is_private or src.dtype != dst.dtype or src.quant != dst.quant:
+            return False
+        g.ops.remove(op)
+        writer.outputs = [dst.name]
+        return True
+    if src.layout != dst.layout and any(c.kind in LAYOUT_READERS for c in consumers[dst.name]):
+        if not src_is_private:
+            return False  # the reshape relabels the bytes for a conv or pool: keep it
+        src.layout = dst.layout
+    g.ops.remove(op)
+    g.replace_uses(dst.name, src.name)
+    return True
+
+
+@register("layout")
+def to_nhwc(graph: Graph) -> Graph:
+    """Hold 4-D activations in NHWC, the layout CMSIS-NN kernels read.
+
+    Guarantees: every 4-D NCHW activation (and every 4-D "" activation a conv/pool reads or writes)
+    is NHWC (shape permuted, per-axis quant axis moved); conv2d weights are OHWI and depthwise weights
+    IHWO [1, KH, KW, C_out] (constants transposed now, quant axis 0 -> 0 and 0 -> 3); concat and
+    softmax axes, pad pads and broadcasting operands of add/mul follow. ONNX transposes are composed
+    with the layout change; reshapes keep ONNX's element order (a transpose back to NCHW is inserted
+    only where NCHW and NHWC order differ). Inputs and outputs keep their ONNX names, shapes and
+    layouts (a transpose, or a reshape when only size-1 axes move, sits at the boundary). Afterwards
+    no transpose follows a transpose, no transpose moves only size-1 axes, no reshape follows a
+    reshape, and a reshape keeps its shape only to relabel an interface value's bytes as NHWC for a
+    conv or pool. Op names are kept (a model's transposes and reshapes may vanish); the result
+    verifies.
+    """
+    return _NhwcRewriter(graph.copy()).run()
