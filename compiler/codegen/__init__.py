@@ -224,7 +224,7 @@ class _Writer:
             row["kernel"] = fn
             row["scratch_bytes"] = self.scratch(op)[1]
             ctx = LayerContext(self.g, self.pointer, self.layer_const, self.scratch,
-                               key=self.namer(f"{self.opt.name}_l{index}", prefix=""))
+                               key=self.namer(f"{self.opt.name}_l{index}", prefix=""), choice=choice)
             stmts = EMITTERS[op.kind](op, fn, ctx)
             body.append(f"    {comment(f'{op.name}: {op.kind} -> {fn}')}")
             if self.opt.profile:

@@ -31,17 +31,13 @@ ifeq ($(CMSIS_NN),)
 KERNEL_SRCS := $(RUNTIME_SRCS)
 INCLUDES := -I. -Iruntime_c
 else
-KERNEL_SRCS := $(shell find $(CMSIS_NN)/Source -name '*_s8*.c' -o -name '*nn*.c' | sort)
-INCLUDES := -I. -I$(CMSIS_NN)/Include -Iruntime_c
+KERNEL_SRCS := $(shell find $(CMSIS_NN)/Source -name '*.c' | sort)
+INCLUDES := -I. -I$(CMSIS_NN)/Include -I$(CMSIS_NN)/Include/Internal -Iruntime_c
 endif
 OBJS := $(patsubst %.c,build/%.o,$(MODEL_SRCS) $(TINYC_SRCS)) $(patsubst %.c,build/%.o,$(notdir $(KERNEL_SRCS)))
 
 lib{name}.a: $(OBJS)
 \t$(AR) rcs $@ $^
-
-build/%.o: %.c
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CPU) $(OPT) $(CFLAGS) $(INCLUDES) -c $< -o $@
 
 vpath %.c $(sort $(dir $(KERNEL_SRCS)))
 build/%.o: %.c

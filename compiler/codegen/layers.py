@@ -23,6 +23,7 @@ class LayerContext:
     const_array: Callable[[str, str, np.ndarray], str]  # (layer key, suffix, data) -> C symbol
     scratch: Callable[[Op], tuple[str, int]]  # op -> (C pointer expression or "NULL", bytes)
     key: str                               # a C-identifier-safe prefix for this layer's constants
+    choice: object = None                  # the targets.KernelChoice of the layer
 
     def value(self, name: str) -> Value:
         return self.graph.values[name]
@@ -118,6 +119,13 @@ def emit_fully_connected(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     batches, depth = x.shape
     units = w.shape[0]
     buf, size = ctx.scratch(op)
+    if getattr(ctx.choice, "kernel_sums", False):
+        # Helium kernels read bias + input_offset * row sums of the weights from ctx.buf; they are
+        # constants, so compute them here and keep them in flash instead of the arena.
+        from tinyc.targets.kernels import fc_kernel_sums
+        bias = ctx.value(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] else None
+        sums = fc_kernel_sums(w.data, bias, op.attrs["input_offset"])
+        buf, size = f"(void *){ctx.const_array(ctx.key, 'kernel_sums', sums)}", int(sums.nbytes)
     lines = [
         f"cmsis_nn_context ctx = {{{buf}, {size}}};",
         "static const cmsis_nn_fc_params params = {",

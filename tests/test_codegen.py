@@ -1,0 +1,153 @@
+"""`tinyc compile`: the files it writes, their determinism, strict C, builds, and its errors."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[1]
+KWS = ROOT / "examples" / "kws" / "kws_ref_model_qdq.onnx"
+KWS_INPUT = ROOT / "examples" / "kws" / "input.npy"
+ARM_GCC = shutil.which("arm-none-eabi-gcc")
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+
+def tinyc(*args):
+    return subprocess.run([sys.executable, "-m", "tinyc.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def compile_kws(out, *extra):
+    proc = tinyc("compile", KWS, "-o", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def read_tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_compile_writes_the_promised_files(tmp_path):
+    out = tmp_path / "out"
+    proc = compile_kws(out, "--name", "kws")
+    assert "arena" in proc.stdout and "lower bound" in proc.stdout
+    files = read_tree(out)
+    for name in ("kws.h", "kws.c", "kws_weights.c", "Makefile", "CMakeLists.txt", "report.json", "report.md",
+                 "runtime_c/arm_nnfunctions.h", "runtime_c/tinyc_kernels.h"):
+        assert name in files, name
+    source = files["kws.c"].decode()
+    assert "malloc" not in source
+    assert source.count("arm_convolve_1x1_s8_fast(") == 4 and "arm_depthwise_conv_3x3_s8(" in source
+    assert "/* op0_CONV_2D_16: conv2d -> arm_convolve_wrapper_s8 */" in source
+    header = files["kws.h"].decode()
+    assert "int kws_invoke(const int8_t *input_1, int8_t *Identity, uint8_t *arena);" in header
+    assert "#define KWS_INPUT0_ZERO_POINT 83" in header
+    weights = files["kws_weights.c"].decode()
+    assert weights.count("const int8_t") >= 10 and "TINYC_ALIGN" in weights
+    import json
+    report = json.loads(files["report.json"])
+    assert report["arena_bytes"] >= report["arena_lower_bound"] > 0
+    assert report["macs"] >= 2_656_768
+    assert [layer["node"] for layer in report["layers"]][1] == "op0_CONV_2D_16"
+
+
+def test_same_input_same_bytes(tmp_path):
+    compile_kws(tmp_path / "a")
+    compile_kws(tmp_path / "b")
+    assert read_tree(tmp_path / "a") == read_tree(tmp_path / "b")
+
+
+def test_static_arena_variant(tmp_path):
+    compile_kws(tmp_path / "out", "--arena", "static")
+    header = (tmp_path / "out" / "model.h").read_text()
+    assert "int model_invoke(const int8_t *input_1, int8_t *Identity);" in header
+    assert "static uint8_t model_arena[" in (tmp_path / "out" / "model.c").read_text()
+
+
+@pytest.mark.skipif(ARM_GCC is None, reason="arm-none-eabi-gcc missing (tools/setup.sh)")
+@pytest.mark.parametrize("cpu", [["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+                                 ["-mcpu=cortex-m0", "-mthumb"], ["-mcpu=cortex-m55", "-mthumb"]])
+def test_generated_c_builds_strict_for_cortex_m(tmp_path, cpu):
+    out = tmp_path / "out"
+    compile_kws(out)
+    for source in sorted(out.rglob("*.c")):
+        proc = subprocess.run([ARM_GCC, *cpu, "-O2", *STRICT, f"-I{out}", f"-I{out / 'runtime_c'}", "-c",
+                               str(source), "-o", str(tmp_path / (source.stem + ".o"))],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{source.name}: {proc.stderr}"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make missing")
+def test_makefile_builds_the_library(tmp_path):
+    out = tmp_path / "out"
+    compile_kws(out)
+    proc = subprocess.run(["make", "-s", "CFLAGS=" + " ".join(STRICT)], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "libmodel.a").stat().st_size > 0
+
+
+def test_output_directory_rules(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    proc = tinyc("compile", KWS, "-o", out)
+    assert proc.returncode == 2 and "--force" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+    compile_kws(out, "--force")
+    assert not (out / "keep.txt").exists() and (out / "model.c").exists()
+
+
+def test_max_arena_names_the_peak_layer(tmp_path):
+    out = tmp_path / "out"
+    proc = tinyc("compile", KWS, "-o", out, "--max-arena", "1000")
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert line.count("\n") == 0 and "--max-arena 1000" in line and "peak at layer" in line
+    assert not out.exists()
+
+
+def test_ops_without_kernel_are_all_listed(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sig"), helper.make_node("Tanh", ["a"], ["y"], name="th")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "float.onnx")
+    out = tmp_path / "out"
+    proc = tinyc("compile", tmp_path / "float.onnx", "-o", out)
+    assert proc.returncode == 2
+    assert "sigmoid (node sig)" in proc.stderr and "tanh (node th)" in proc.stderr
+    assert not out.exists()
+
+
+def test_bad_name_is_rejected(tmp_path):
+    proc = tinyc("compile", KWS, "-o", tmp_path / "out", "--name", "9lives")
+    assert proc.returncode == 2 and "C identifier" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_host_and_nhwc_input_layout(tmp_path):
+    x = np.load(KWS_INPUT)
+    np.save(tmp_path / "x.npy", np.concatenate([x, x[:, :, ::-1]], axis=0))  # a batch of two
+    proc = tinyc("run", KWS, "--target", "host", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert proc.returncode == 0, proc.stderr
+    y = np.load(tmp_path / "y.npy")
+    ref = tinyc("run", KWS, "--target", "ref", "--input", tmp_path / "x.npy", "--output", tmp_path / "r.npy")
+    assert ref.returncode == 0, ref.stderr
+    assert np.array_equal(y, np.load(tmp_path / "r.npy")) and int(y[0].argmax()) == 5
+    np.save(tmp_path / "x_nhwc.npy", np.load(tmp_path / "x.npy").transpose(0, 2, 3, 1))
+    proc = tinyc("run", KWS, "--target", "host", "--input-layout", "nhwc", "--input", tmp_path / "x_nhwc.npy",
+                 "--output", tmp_path / "y2.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.load(tmp_path / "y2.npy"), y)
+
+
+def test_verify_command(tmp_path):
+    proc = tinyc("verify", KWS, "--count", "4", "--inputs", KWS_INPUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "| Identity | 5 | 5/5 | 0 |" in proc.stdout and "bit-exact: yes" in proc.stdout
