@@ -1,0 +1,116 @@
+/*
+ * tinyc runtime_c: tinyc's own kernels for the ops CMSIS-NN has no function for.
+ *
+ * They depend on nothing but the C library's headers (and tinyc_fixed_point.h), so they build next to
+ * either runtime_c's CMSIS-NN-API kernels or the real CMSIS-NN. Semantics are those of tinyc's IR
+ * (docs/ir.md) as implemented by the reference interpreter; every function is element-for-element
+ * bit-exact with it. Shapes are passed left-padded with 1s to 4 dimensions (row-major, last fastest).
+ *
+ * "In place" below means the output may start at the same address as the (first) input.
+ */
+#ifndef TINYC_KERNELS_H
+#define TINYC_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y = table[x + 128] for size elements (table: 256 int8 entries). In place. */
+void tinyc_lut_s8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table);
+
+/* ONNX QuantizeLinear: saturate(round_half_to_even(x / scale) + zero_point), the division in float32.
+   NaN maps to the zero point. In place (output bytes never overtake unread input elements). */
+void tinyc_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale, int32_t zero_point);
+void tinyc_quantize_f32_u8(const float *input, uint8_t *output, int32_t size, float scale, int32_t zero_point);
+
+/* ONNX DequantizeLinear: (q - zero_point) * scale in float32. Not in place (the output is wider). */
+void tinyc_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale, int32_t zero_point);
+void tinyc_dequantize_u8_f32(const uint8_t *input, float *output, int32_t size, float scale, int32_t zero_point);
+
+/* Requantise to another quantisation: y = saturate(requant(x + input_offset, multiplier, shift) +
+   output_offset) with CMSIS-NN's double rounding, saturating to the output type. In place.
+   _s8: int8 -> int8; _u8_s8: uint8 -> int8 (model inputs); _s8_u8: int8 -> uint8 (model outputs). */
+void tinyc_rescale_s8(const int8_t *input,
+                      int8_t *output,
+                      int32_t size,
+                      int32_t input_offset,
+                      int32_t multiplier,
+                      int32_t shift,
+                      int32_t output_offset);
+void tinyc_rescale_u8_s8(const uint8_t *input,
+                         int8_t *output,
+                         int32_t size,
+                         int32_t input_offset,
+                         int32_t multiplier,
+                         int32_t shift,
+                         int32_t output_offset);
+void tinyc_rescale_s8_u8(const int8_t *input,
+                         uint8_t *output,
+                         int32_t size,
+                         int32_t input_offset,
+                         int32_t multiplier,
+                         int32_t shift,
+                         int32_t output_offset);
+
+/* output = input.transpose(perm) for a 4-D input_shape: output axis i is input axis perm[i].
+   Not in place. */
+void tinyc_transpose_s8(const int8_t *input, int8_t *output, const int32_t *input_shape, const int32_t *perm);
+void tinyc_transpose_u8(const uint8_t *input, uint8_t *output, const int32_t *input_shape, const int32_t *perm);
+void tinyc_transpose_f32(const float *input, float *output, const int32_t *input_shape, const int32_t *perm);
+
+/* Constant padding of a 4-D input: pads holds the 4 leading pads then the 4 trailing pads; every
+   new element is pad_value. Not in place. */
+void tinyc_pad_s8(const int8_t *input, int8_t *output, const int32_t *input_shape, const int32_t *pads, int8_t pad_value);
+
+/* One input of a concatenation: the input is `outer` blocks of input_chunk bytes (its extent along the
+   axis times the size of the axes after it); block i goes to output + i * output_chunk + output_offset.
+   Called once per input with increasing output_offset. Not in place. */
+void tinyc_concat_s8(const int8_t *input,
+                     int8_t *output,
+                     int32_t outer,
+                     int32_t input_chunk,
+                     int32_t output_chunk,
+                     int32_t output_offset);
+
+/* arm_elementwise_add_s8 / arm_elementwise_mul_s8 with numpy broadcasting over 4-D shapes: an input
+   dimension of 1 repeats along the output's. The output may be an input whose shape equals
+   output_shape. */
+void tinyc_add_broadcast_s8(const int8_t *input_1,
+                            const int32_t *input_1_shape,
+                            const int8_t *input_2,
+                            const int32_t *input_2_shape,
+                            int32_t input_1_offset,
+                            int32_t input_1_mult,
+                            int32_t input_1_shift,
+                            int32_t input_2_offset,
+                            int32_t input_2_mult,
+                            int32_t input_2_shift,
+                            int32_t left_shift,
+                            int8_t *output,
+                            const int32_t *output_shape,
+                            int32_t out_offset,
+                            int32_t out_mult,
+                            int32_t out_shift,
+                            int32_t out_activation_min,
+                            int32_t out_activation_max);
+void tinyc_mul_broadcast_s8(const int8_t *input_1,
+                            const int32_t *input_1_shape,
+                            const int8_t *input_2,
+                            const int32_t *input_2_shape,
+                            int32_t input_1_offset,
+                            int32_t input_2_offset,
+                            int8_t *output,
+                            const int32_t *output_shape,
+                            int32_t out_offset,
+                            int32_t out_mult,
+                            int32_t out_shift,
+                            int32_t out_activation_min,
+                            int32_t out_activation_max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYC_KERNELS_H */
