@@ -588,3 +588,15 @@ def test_qdq_models_in_float_form_match_onnxruntime_reference_ops(model):
         ours = run(graph, feeds)
         for name, want in zip(graph.outputs, session.run(None, feeds)):
             np.testing.assert_array_equal(ours[name], want.reshape(ours[name].shape))
+
+
+def test_int_avg_pool_excluded_padding_adds_nothing():
+    """Padded positions are neither counted nor summed (regression: they once added the zero point)."""
+    from tinyc.interpreter import run as run_graph
+    from tinyc.ir import Graph, Op, QuantParams, Value
+    q = QuantParams.tensor(0.5, 3)
+    values = {"x": Value("x", (1, 1, 1, 1), "int8", "NHWC", q), "y": Value("y", (1, 1, 1, 1), "int8", "NHWC", q)}
+    attrs = {"kernel": [2, 1], "strides": [1, 1], "pads": [0, 0, 1, 0], "act_min": -128, "act_max": 127}
+    graph = Graph("pool", values, [Op("avg_pool2d", "pool", ["x"], ["y"], attrs)], ["x"], ["y"])
+    out = run_graph(graph, {"x": np.array([[[[89]]]], np.int8)})["y"]
+    assert out.reshape(-1).tolist() == [89]

@@ -108,9 +108,12 @@ def emit_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
         f"static const cmsis_nn_dims bias_dims = {_dims(1, 1, 1, oc)};",
         f"static const cmsis_nn_dims output_dims = {_dims(n, oh, ow, oc)};",
     ]
+    # arm_convolve_s8 takes upscale dims (transposed convolution); NULL means none.
+    upscale = "NULL, " if getattr(ctx.choice, "signature", "") == "conv_upscale" else ""
     lines += _call_status(
         f"{fn}(&ctx, &params, &quant, &input_dims, {ctx.pointer(x.name)}, &filter_dims, "
-        f"{ctx.pointer(w.name)}, &bias_dims, {_bias(op, ctx, oc)}, &output_dims, {ctx.pointer(y.name)})")
+        f"{ctx.pointer(w.name)}, &bias_dims, {_bias(op, ctx, oc)}, {upscale}&output_dims, "
+        f"{ctx.pointer(y.name)})")
     return lines
 
 
@@ -170,10 +173,27 @@ def emit_pool(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     return lines
 
 
+def _broadcast_shapes(op: Op, ctx: LayerContext) -> tuple[str, str, str]:
+    """The 4-D shapes (right-aligned, padded with 1) of both inputs and the output, as constants."""
+    def shape4(name: str, suffix: str) -> str:
+        shape = list(ctx.value(name).shape)
+        if len(shape) > 4:
+            raise ValueError(f"broadcasting over rank {len(shape)} in {op.name}")
+        return ctx.const_array(ctx.key, suffix, np.asarray([1] * (4 - len(shape)) + shape, np.int32))
+    return shape4(op.inputs[0], "shape1"), shape4(op.inputs[1], "shape2"), shape4(op.outputs[0], "out_shape")
+
+
 def emit_add(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     at = op.attrs
     size = ctx.value(y).size
+    if getattr(ctx.choice, "signature", "") == "add_broadcast":
+        s1, s2, so = _broadcast_shapes(op, ctx)
+        return [f"{fn}({ctx.pointer(a)}, {s1}, {ctx.pointer(b)}, {s2}, {c_int(at['input1_offset'])}, "
+                f"{c_int(at['input1_multiplier'])}, {c_int(at['input1_shift'])}, {c_int(at['input2_offset'])}, "
+                f"{c_int(at['input2_multiplier'])}, {c_int(at['input2_shift'])}, {c_int(at['left_shift'])}, "
+                f"{ctx.pointer(y)}, {so}, {c_int(at['output_offset'])}, {c_int(at['output_multiplier'])}, "
+                f"{c_int(at['output_shift'])}, {c_int(at['act_min'])}, {c_int(at['act_max'])});"]
     return _call_status(
         f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {c_int(at['input1_offset'])}, "
         f"{c_int(at['input1_multiplier'])}, {c_int(at['input1_shift'])}, {c_int(at['input2_offset'])}, "
@@ -186,6 +206,12 @@ def emit_mul(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     at = op.attrs
     size = ctx.value(y).size
+    if getattr(ctx.choice, "signature", "") == "mul_broadcast":
+        s1, s2, so = _broadcast_shapes(op, ctx)
+        return [f"{fn}({ctx.pointer(a)}, {s1}, {ctx.pointer(b)}, {s2}, {c_int(at['input1_offset'])}, "
+                f"{c_int(at['input2_offset'])}, {ctx.pointer(y)}, {so}, {c_int(at['output_offset'])}, "
+                f"{c_int(at['output_multiplier'])}, {c_int(at['output_shift'])}, {c_int(at['act_min'])}, "
+                f"{c_int(at['act_max'])});"]
     return _call_status(
         f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {c_int(at['input1_offset'])}, "
         f"{c_int(at['input2_offset'])}, {ctx.pointer(y)}, {c_int(at['output_offset'])}, "

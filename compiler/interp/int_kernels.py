@@ -116,12 +116,13 @@ def avg_pool2d(call: Call, x) -> np.ndarray:
     holds the zero point, the integer image of 0.0)."""
     a = call.attrs
     lo, hi = call.lowered("act_min", "act_max")
-    zero_point = call.inputs[0].quant.zero_point[0]
+    # Padded positions add nothing unless they are counted, and then they hold the zero point.
+    fill = call.inputs[0].quant.zero_point[0] if a["count_include_pad"] else 0
     xs = win.to_nhwc(x, call.inputs[0].layout).astype(np.int64)
     total = np.int64(0)
     count = np.int64(0)
     for view, inside in win.pool_windows(xs, a["kernel"], a["strides"], a["pads"],
-                                         win.output_hw(call.output), zero_point):
+                                         win.output_hw(call.output), fill):
         total = total + view
         count = count + inside.astype(np.int64)
     if a["count_include_pad"]:
