@@ -213,5 +213,42 @@ def verify(model, inputs_path, count, seed, sanitize, name, arena_mode, cmsis_nn
         sys.exit(1)
 
 
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--models-dir", type=click.Path(file_okay=False), default=None,
+              help="The MLPerf Tiny models folder (default: ../shared/models/mlperf_tiny when present).")
+@click.option("--form", type=click.Choice(["qop", "qdq"]), default="qop", show_default=True,
+              help="Which ONNX form of the models: QOperator or QDQ.")
+@click.option("--targets", "targets_csv", default="cortex-m4", show_default=True,
+              help="Comma-separated cores to run on (emulated).")
+@click.option("--cmsis-nn", "cmsis_nn", type=click.Path(file_okay=False), default=None,
+              help="Build against a real CMSIS-NN checkout instead of runtime_c.")
+@click.option("--input-layout", type=click.Choice(["nhwc", "model"]), default="nhwc", show_default=True,
+              help="Feed 4-D inputs in NHWC like TFLM (when the model allows) or as the model declares.")
+@click.option("--tflm-outputs", type=click.Path(dir_okay=False), default=None,
+              help="tflm_outputs.json to check outputs against (default: next to the models dir).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write bench.json and bench.md here.")
+@_user_errors
+def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_outputs, out_dir):
+    """Measure MODELS (kws, vww, ic, ad, sww or ONNX files; default: all five MLPerf Tiny models) on
+    emulated cores and compare with TFLM + CMSIS-NN on Cortex-M4. Exit 1 unless every run is
+    bit-exact."""
+    from tinyc.tools import bench as tool
+    directory = Path(models_dir) if models_dir else tool.default_models_dir()
+    resolved = tool.resolve_models(list(models), directory, form)
+    targets = [t.strip() for t in targets_csv.split(",") if t.strip()]
+    result = tool.run_bench(resolved, targets, cmsis_nn=cmsis_nn, form=form, input_layout=input_layout,
+                            tflm_outputs_path=tflm_outputs or tool.default_tflm_outputs(directory),
+                            progress=tool.progress_to_stderr)
+    click.echo(tool.format_markdown(result), nl=False)
+    if out_dir:
+        json_path, md_path = tool.write_reports(result, out_dir)
+        click.echo(f"wrote {json_path} and {md_path}")
+    summary = result["summary"]
+    if summary["errors"] or not summary["all_bit_exact"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
