@@ -125,9 +125,14 @@ def compile_options(fn):
     return fn
 
 
-def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | None, profile=False):
+def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | None, profile=False,
+                     cmsis_nn: str | None = None):
     from .codegen import CodegenOptions
-    return CodegenOptions(name=name, target=target, arena=arena_mode, max_arena=max_arena, profile=profile)
+    if cmsis_nn:
+        from .build import check_cmsis_nn
+        cmsis_nn = str(check_cmsis_nn(cmsis_nn).resolve())
+    return CodegenOptions(name=name, target=target, arena=arena_mode, max_arena=max_arena, profile=profile,
+                          cmsis_nn=cmsis_nn or "")
 
 
 @main.command("compile")
@@ -149,7 +154,8 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
     if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
         raise TinycError(f"output directory {out} is not empty; pass --force to replace it")
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
-    generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena), input_layout)
+    generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena, cmsis_nn=cmsis_nn),
+                              input_layout)
     write_output_dir(generated, out, force=force)
     r = generated.report
     click.echo(f"{name}: arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound']:,} B), "

@@ -33,6 +33,7 @@ class CodegenOptions:
     profile: bool = False            # wrap each layer in TINYC_PROFILE_BEGIN/END hooks
     max_arena: int | None = None
     plan_strategy: str = "best"
+    cmsis_nn: str = ""                # default CMSIS-NN checkout for the written Makefile/CMakeLists
 
 
 @dataclass
@@ -188,8 +189,9 @@ class _Writer:
         kernels = sorted({row["kernel"] for row in layers if row["kernel"] != "view"})
         for rel, data in self.runtime_files(kernels).items():
             files[f"runtime_c/{rel}"] = data
-        files["Makefile"] = makefile(name, sorted(k for k in files if k.endswith(".c"))).encode()
-        files["CMakeLists.txt"] = cmakelists(name, sorted(k for k in files if k.endswith(".c"))).encode()
+        sources = sorted(k for k in files if k.endswith(".c"))
+        files["Makefile"] = makefile(name, sources, self.opt.cmsis_nn).encode()
+        files["CMakeLists.txt"] = cmakelists(name, sources, self.opt.cmsis_nn).encode()
         report = {
             "model": name,
             "target": self.target.name,

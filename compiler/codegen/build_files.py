@@ -7,7 +7,7 @@ of runtime_c's kernels (CMSIS_NN=path).
 from __future__ import annotations
 
 
-def makefile(name: str, sources: list[str]) -> str:
+def makefile(name: str, sources: list[str], cmsis_nn: str = "") -> str:
     model_sources = [s for s in sources if not s.startswith("runtime_c/")]
     runtime_sources = [s for s in sources if s.startswith("runtime_c/") and
                        not s.startswith("runtime_c/tinyc_")]
@@ -22,7 +22,7 @@ AR := $(CROSS)ar
 CPU ?=
 OPT ?= -O2
 CFLAGS ?= -std=c99 -Wall -Wextra
-CMSIS_NN ?=
+CMSIS_NN ?= {cmsis_nn}
 
 MODEL_SRCS := {' '.join(model_sources)}
 TINYC_SRCS := {' '.join(tinyc_sources)}
@@ -31,7 +31,8 @@ ifeq ($(CMSIS_NN),)
 KERNEL_SRCS := $(RUNTIME_SRCS)
 INCLUDES := -I. -Iruntime_c
 else
-KERNEL_SRCS := $(shell find $(CMSIS_NN)/Source -name '*.c' | sort)
+# CMSIS-NN's integer build: every source but the float16/float32 extensions.
+KERNEL_SRCS := $(shell find $(CMSIS_NN)/Source -name '*.c' ! -name '*_f16.c' ! -name '*_f32.c' ! -name '*_flt.c' | sort)
 INCLUDES := -I. -I$(CMSIS_NN)/Include -I$(CMSIS_NN)/Include/Internal -Iruntime_c
 endif
 OBJS := $(patsubst %.c,build/%.o,$(MODEL_SRCS) $(TINYC_SRCS)) $(patsubst %.c,build/%.o,$(notdir $(KERNEL_SRCS)))
@@ -51,7 +52,7 @@ clean:
 """
 
 
-def cmakelists(name: str, sources: list[str]) -> str:
+def cmakelists(name: str, sources: list[str], cmsis_nn: str = "") -> str:
     model_sources = [s for s in sources if not s.startswith("runtime_c/") or s.startswith("runtime_c/tinyc_")]
     runtime_sources = [s for s in sources if s.startswith("runtime_c/") and not s.startswith("runtime_c/tinyc_")]
     joined = "\n    ".join(model_sources)
@@ -65,16 +66,18 @@ cmake_minimum_required(VERSION 3.13)
 project({name} C)
 set(CMAKE_C_STANDARD 99)
 set(CMAKE_C_STANDARD_REQUIRED ON)
-set(CMSIS_NN "" CACHE PATH "CMSIS-NN checkout to use instead of runtime_c")
+set(CMSIS_NN "{cmsis_nn}" CACHE PATH "CMSIS-NN checkout to use instead of runtime_c")
 
 add_library({name} STATIC
     {joined}
 )
 target_include_directories({name} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}} ${{CMAKE_CURRENT_SOURCE_DIR}}/runtime_c)
 if(CMSIS_NN)
-    file(GLOB_RECURSE CMSIS_NN_SOURCES ${{CMSIS_NN}}/Source/*_s8*.c ${{CMSIS_NN}}/Source/*nn*.c)
+    # CMSIS-NN's integer build: every source but the float16/float32 extensions.
+    file(GLOB_RECURSE CMSIS_NN_SOURCES ${{CMSIS_NN}}/Source/*.c)
+    list(FILTER CMSIS_NN_SOURCES EXCLUDE REGEX "_(f16|f32|flt)\\\\.c$")
     target_sources({name} PRIVATE ${{CMSIS_NN_SOURCES}})
-    target_include_directories({name} BEFORE PUBLIC ${{CMSIS_NN}}/Include)
+    target_include_directories({name} BEFORE PUBLIC ${{CMSIS_NN}}/Include ${{CMSIS_NN}}/Include/Internal)
 else()
     target_sources({name} PRIVATE
     {joined_rt}
