@@ -38,7 +38,8 @@ def canonicalize(graph: Graph) -> Graph:
     - conv2d with group == C_in > 1 and C_out a multiple of group becomes depthwise_conv2d with
       depth_multiplier = C_out / C_in (weight unchanged, OIHW [C_out, 1, KH, KW]);
     - a transpose that only moves axes of size 1 (the bytes keep their order) becomes a reshape;
-    - reshape of reshape reads the inner input directly; a reshape to its input's shape is removed;
+    - reshape of reshape reads the inner input directly; a reshape to its input's shape and layout is
+      removed;
     - constants no op reads any more are dropped.
     The op doing the work keeps its name and writes the output name of the ops folded into it, so the
     graph interface is unchanged."""
@@ -303,6 +304,8 @@ def _collapse_reshapes(g: Graph, op: Op) -> bool:
             remove_op(g, inner)
             del g.values[inner.outputs[0]]
         return True
-    if g.values[op.inputs[0]].shape == g.values[op.outputs[0]].shape:
+    x, y = g.values[op.inputs[0]], g.values[op.outputs[0]]
+    # Same shape but another layout label is a relabelling that convolutions and pools read: keep it.
+    if x.shape == y.shape and x.layout == y.layout:
         return bypass(g, op)
     return False
