@@ -17,6 +17,8 @@ DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)
 ACCUMULATING = ("conv2d", "depthwise_conv2d", "fully_connected", "matmul")
 # Ops whose integer form only moves or selects bytes: input and output quantisation must be equal.
 QUANT_PRESERVING = ("reshape", "transpose", "pad", "max_pool2d", "avg_pool2d", "concat", "identity")
+# Ops that slide a window over H and W: the layout label says which axes those are.
+WINDOWED = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool")
 FLOAT_ONLY = ("gemm", "batch_norm", "relu", "clip", "leaky_relu", "sigmoid", "tanh", "hard_swish",
               "global_avg_pool")
 
@@ -134,6 +136,8 @@ def verify(graph: Graph) -> None:
     defined once before use, declared shapes equal to inferred shapes, dtypes and quantisation that
     fit each op's float or integer form."""
     for name, v in graph.values.items():
+        if not name:
+            raise VerifyError("a value has an empty name (an empty op input means an omitted optional input)")
         if name != v.name:
             raise VerifyError(f"value stored under {name!r} is named {v.name!r}")
         _check_value(v)
@@ -185,6 +189,9 @@ def verify(graph: Graph) -> None:
         for v, s in zip(outs, shapes):
             if tuple(s) != v.shape:
                 raise VerifyError(f"{where}: output {v.name!r} declared {list(v.shape)}, op gives {list(s)}")
+        if op.kind in WINDOWED and ins[0].layout != outs[0].layout:
+            raise VerifyError(f"{where}: reads {ins[0].layout or 'no layout'} but writes "
+                              f"{outs[0].layout or 'no layout'}; a windowed op keeps its layout")
         _check_op_types(op, ins, outs)
     for name in graph.outputs:
         if name not in defined:
