@@ -359,11 +359,14 @@ def call_dw(lib, fn: str, case: dict, *, scratch: int = 8192) -> tuple[int, np.n
 
 # ---- convolution ----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("scratch", [1, 4096], ids=["tap_by_tap", "gathered_window"])
 @pytest.mark.parametrize("variant", ["portable", "dsp_model"])
 @examples
 @given(case=conv_case())
-def test_convolve_s8_general_matches_interpreter(build_lib, variant, case):
-    status, out = call_conv(build_lib(variant), "arm_convolve_s8", case)
+def test_convolve_s8_general_matches_interpreter(build_lib, variant, scratch, case):
+    """Both ways runtime_c computes a general convolution: tap by tap (little scratch, or grouped) and
+    with each output pixel's window gathered into the scratch buffer first."""
+    status, out = call_conv(build_lib(variant), "arm_convolve_s8", case, scratch=scratch)
     assert status == SUCCESS
     np.testing.assert_array_equal(out, interpret_conv(case, depthwise=False))
 
