@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from tinyc.ir import Graph, Op
 from tinyc.errors import TinycError
 from tinyc.memplan import STRATEGIES, Buffer, check, lower_bound, plan_offsets
@@ -40,6 +42,7 @@ class KernelMemory:
     # before writing over it), in order of preference.
     in_place_inputs: tuple[int, ...] = ()
     is_view: bool = False   # no code: the output is the input's bytes
+    raster_block: int = 0   # see targets.KernelChoice.raster_block: lets the output overlap its input
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ def target_memory(target_name: str) -> TargetMemory:
         if choice is None:
             return KernelMemory(is_view=op.kind in VIEW_KINDS)
         return KernelMemory(scratch_bytes=choice.scratch_bytes,
-                            in_place_inputs=tuple(choice.in_place_inputs), is_view=choice.is_view)
+                            in_place_inputs=tuple(choice.in_place_inputs), is_view=choice.is_view,
+                            raster_block=choice.raster_block)
 
     return TargetMemory(target.alignment, kernel_memory)
 
@@ -160,33 +164,89 @@ def _lifetimes(graph: Graph, kernels: list[KernelMemory],
     return first, last
 
 
+def overlap_lag(op: Op, graph: Graph, block: int, alignment: int) -> int | None:
+    """Bytes by which the output of a raster-order convolution must start below its input so that no
+    group of `block` output pixels overwrites input bytes that it or a later group still reads
+    (None when the op is not a plain NHWC int8 convolution)."""
+    x, y = graph.values[op.inputs[0]], graph.values[op.outputs[0]]
+    if (op.kind != "conv2d" or len(x.shape) != 4 or x.layout != "NHWC" or y.layout != "NHWC"
+            or x.dtype != "int8" or y.dtype != "int8"):
+        return None
+    n, h, w, c = x.shape
+    _, oh, ow, oc = y.shape
+    kh, kw = graph.values[op.inputs[1]].shape[1:3]
+    sh, sw = op.attrs.get("strides", [1, 1])
+    dh, dw = op.attrs.get("dilations", [1, 1])
+    pads = op.attrs.get("pads", [0, 0, 0, 0])
+    never = np.iinfo(np.int64).max
+
+    def first_valid(out: int, stride: int, pad: int, taps: int, dilation: int, extent: int) -> np.ndarray:
+        """Per output coordinate, the lowest input coordinate its window reads (never: none)."""
+        coords = np.arange(out)[:, None] * stride - pad + np.arange(taps)[None, :] * dilation
+        return np.where((coords >= 0) & (coords < extent), coords, never).min(axis=1)
+
+    rows = first_valid(oh, sh, pads[0], kh, dh, h)
+    cols = first_valid(ow, sw, pads[1], kw, dw, w)
+    # The lowest input byte each output pixel reads: its first valid row, then its first valid column.
+    reads = (rows[None, :, None] != never) & (cols[None, None, :] != never)
+    row, col = np.where(rows == never, 0, rows), np.where(cols == never, 0, cols)
+    first = np.where(reads, ((np.arange(n)[:, None, None] * h + row[None, :, None]) * w
+                             + col[None, None, :]) * c, never).reshape(-1)
+    still_read = np.minimum.accumulate(first[::-1])[::-1]   # lowest byte read from pixel q onwards
+    starts = np.arange(0, first.size, block)
+    written_end = np.minimum(starts + block, first.size) * oc
+    lag = int(max(0, (written_end - still_read[starts]).max()))
+    return -(-lag // alignment) * alignment
+
+
 def _share_in_place(graph: Graph, kernels: list[KernelMemory], classes: _AliasClasses,
-                    arena_classes: list[str], last: dict[str, int]) -> tuple[dict[str, list[str]], list[str]]:
-    """Arena buffers as lists of class roots ({buffer root: roots}) and the ops that work in place:
-    an op's output class joins the buffer of an input (one its kernel may overwrite, at least as
-    large as the output) whose buffer is read for the last time by this op."""
+                    arena_classes: list[str], last: dict[str, int], alignment: int, overlap: bool
+                    ) -> tuple[dict[str, list[str]], dict[str, int], list[str], list[str]]:
+    """Arena buffers as lists of class roots ({buffer root: roots}), each root's byte position in its
+    buffer (relative, may be negative), the ops that work in place and those whose output overlaps
+    their input. An op's output class joins the buffer of an input whose buffer is read for the last
+    time by this op: at the input's position when its kernel may overwrite that input (and the output
+    is not larger), or, with `overlap`, a lag below it when its kernel computes pixels in raster order
+    (overlap_lag)."""
     buffer_of = {root: root for root in arena_classes}
     buffers: dict[str, list[str]] = {root: [root] for root in arena_classes}
+    position = {root: 0 for root in arena_classes}
     in_place: list[str] = []
+    overlapped: list[str] = []
+
+    def dies_here(name: str, step: int) -> bool:
+        # Earlier classes of the buffer died where the next one was written, so the buffer is free
+        # after this op exactly when its last read is here.
+        return max(last[r] for r in buffers[buffer_of[classes.find(name)]]) == step
+
+    def join(out_root: str, name: str, offset: int) -> None:
+        shared = buffer_of[classes.find(name)]
+        buffers[shared].append(out_root)
+        del buffers[out_root]
+        buffer_of[out_root] = shared
+        position[out_root] = position[classes.find(name)] + offset
+
     for step, (op, kernel) in enumerate(zip(graph.ops, kernels)):
         out_root = classes.find(op.outputs[0])
         if kernel.is_view or out_root not in buffer_of:
             continue
-        for index in kernel.in_place_inputs:
-            name = op.inputs[index]
+        candidates = [op.inputs[i] for i in kernel.in_place_inputs]
+        for name in candidates:
             if name not in graph.values or classes.find(name) not in buffer_of:
                 continue
-            shared = buffer_of[classes.find(name)]
-            # Earlier classes of the buffer died where the next one was written, so the buffer is
-            # free after this op exactly when its last read is here.
-            dies_here = max(last[r] for r in buffers[shared]) == step
-            if dies_here and graph.values[op.outputs[0]].nbytes <= graph.values[name].nbytes:
-                buffers[shared].append(out_root)
-                del buffers[out_root]
-                buffer_of[out_root] = shared
+            if dies_here(name, step) and graph.values[op.outputs[0]].nbytes <= graph.values[name].nbytes:
+                join(out_root, name, 0)
                 in_place.append(op.name)
                 break
-    return buffers, in_place
+        else:
+            name = op.inputs[0]
+            if (overlap and kernel.raster_block and classes.find(name) in buffer_of
+                    and dies_here(name, step)):
+                lag = overlap_lag(op, graph, kernel.raster_block, alignment)
+                if lag is not None and lag < graph.values[op.outputs[0]].nbytes:
+                    join(out_root, name, -lag)
+                    overlapped.append(op.name)
+    return buffers, position, in_place, overlapped
 
 
 def plan_graph_for(graph: Graph, target: TargetMemory, strategy: str = "best") -> dict[str, Any]:
@@ -195,6 +255,7 @@ def plan_graph_for(graph: Graph, target: TargetMemory, strategy: str = "best") -
     placed_by (strategy whose placement was kept), optimal (arena proved minimal),
     offsets {value: arena offset} (views and in-place outputs included),
     scratch {op name: {offset, size}}, in_place [op names whose output overwrites an input],
+    overlapped [op names whose output starts a lag below its input and overlaps it],
     peak {step, op, bytes, live: [values], scratch: [op names]} (the step of the lower bound),
     external {value: "input" | "output"} (bytes in a caller's buffer),
     external_buffer {value: graph input/output whose caller buffer holds it},
@@ -210,23 +271,34 @@ def plan_graph_for(graph: Graph, target: TargetMemory, strategy: str = "best") -
     classes, members = _alias_classes(graph, kernels)
     homes = _homes(graph, members)
     first, last = _lifetimes(graph, kernels, classes)
-    shared, in_place = _share_in_place(graph, kernels, classes, homes.arena_classes, last)
 
-    buffers = [Buffer(f"value:{root}", max(graph.values[v].nbytes for r in roots for v in members[r]),
-                      min(first[r] for r in roots), max(last[r] for r in roots))
-               for root, roots in shared.items()]
-    scratch_of: dict[str, str] = {}  # buffer name -> op name
-    for step, (op, kernel) in enumerate(zip(graph.ops, kernels)):
-        if kernel.scratch_bytes > 0 and not kernel.is_view:
-            scratch_of[f"scratch:{op.name}"] = op.name
-            buffers.append(Buffer(f"scratch:{op.name}", kernel.scratch_bytes, step, step))
+    def attempt(overlap: bool):
+        shared, position, in_place, overlapped = _share_in_place(
+            graph, kernels, classes, homes.arena_classes, last, target.alignment, overlap)
+        base = {root: min(position[r] for r in roots) for root, roots in shared.items()}
+        buffers = [Buffer(f"value:{root}",
+                          max(position[r] - base[root] + graph.values[v].nbytes
+                              for r in roots for v in members[r]),
+                          min(first[r] for r in roots), max(last[r] for r in roots))
+                   for root, roots in shared.items()]
+        for step, (op, kernel) in enumerate(zip(graph.ops, kernels)):
+            if kernel.scratch_bytes > 0 and not kernel.is_view:
+                buffers.append(Buffer(f"scratch:{op.name}", kernel.scratch_bytes, step, step))
+        plan = plan_offsets(buffers, target.alignment, strategy)
+        check(plan, buffers)
+        offsets = {v: plan.offsets[f"value:{root}"] + position[r] - base[root]
+                   for root, roots in shared.items() for r in roots for v in members[r]}
+        return plan, buffers, offsets, in_place, overlapped
 
-    plan = plan_offsets(buffers, target.alignment, strategy)
-    check(plan, buffers)
+    # Overlapping outputs with inputs lengthens some buffers' lives: keep it only when it pays.
+    plan, buffers, offsets, in_place, overlapped = attempt(overlap=False)
+    with_overlap = attempt(overlap=True)
+    if with_overlap[0].arena_bytes < plan.arena_bytes:
+        plan, buffers, offsets, in_place, overlapped = with_overlap
+    scratch_of = {f"scratch:{op.name}": op.name for op, kernel in zip(graph.ops, kernels)
+                  if kernel.scratch_bytes > 0 and not kernel.is_view}
     floor, peak_step, peak_live = lower_bound(buffers, target.alignment)
 
-    offsets = {v: plan.offsets[f"value:{root}"] for root, roots in shared.items()
-               for r in roots for v in members[r]}
     scratch = {scratch_of[b.name]: {"offset": plan.offsets[b.name], "size": b.size}
                for b in buffers if b.name in scratch_of}
     peak: dict[str, Any] = {"step": peak_step, "op": None, "bytes": floor, "live": [], "scratch": []}
@@ -244,6 +316,7 @@ def plan_graph_for(graph: Graph, target: TargetMemory, strategy: str = "best") -
         "offsets": offsets,
         "scratch": scratch,
         "in_place": in_place,
+        "overlapped": overlapped,
         "peak": peak,
         "external": homes.external,
         "external_buffer": homes.external_buffer,

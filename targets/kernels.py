@@ -63,6 +63,10 @@ class KernelChoice:
       address): the kernel reads every input element before writing over it.
     kernel_sums: the ctx buffer must hold arm_vector_sum_s8(buf, K, O, weights, input_offset, 0, bias)
       before the call (fully connected on Helium); `fc_kernel_sums()` computes it at compile time.
+    raster_block: the kernel (runtime_c's and CMSIS-NN's, on every ISA) computes output pixels in
+      raster order in groups of at most this many: a group reads its windows and writes its own
+      pixels (in any interleaving) and never touches later pixels; the planner may then start the
+      output a little below the input, overlapping it (0: unknown order, no overlap).
     work: multiply-accumulates (convolutions, fully connected) or output elements, for cost estimates.
     reason: why this kernel, in a few words (for reports).
     """
@@ -73,6 +77,7 @@ class KernelChoice:
     scratch_bytes: int = 0
     in_place_inputs: tuple[int, ...] = ()
     kernel_sums: bool = False
+    raster_block: int = 0
     work: int = 0
     reason: str = ""
 
@@ -230,9 +235,17 @@ def _select_conv(target: Target, op: Op, graph: Graph) -> KernelChoice | None:
         dilation_h=g.dilation_h, dilation_w=g.dilation_w, input_c=g.c, kernel_c=g.kernel_c)
     if wrapper_goes_general:
         return _cmsis("arm_convolve_wrapper_s8", "conv", scratch_bytes=scratch, work=work,
+                      raster_block=0 if grouped else _GENERAL_CONV_PIXELS,
                       reason="general convolution" + (" (grouped)" if grouped else ""))
     return _cmsis("arm_convolve_s8", "conv_upscale", scratch_bytes=scratch, work=work,
+                  raster_block=0 if grouped else _GENERAL_CONV_PIXELS,
                   reason="general convolution (padding the specialised kernels ignore)")
+
+
+# arm_convolve_s8 gathers the windows of 2 output pixels (4 on Helium) and then writes those pixels'
+# channels; runtime_c's version works one pixel at a time. Both go in raster order (CMSIS-NN's grouped
+# convolution loops over groups outside the pixels, so it gets no overlap).
+_GENERAL_CONV_PIXELS = 4
 
 
 def _dw_3x3_applies(g: _ConvGeometry) -> bool:
