@@ -104,6 +104,31 @@ static void convolve_s8_general(const cmsis_nn_conv_params *conv_params,
     }
 }
 
+/* All output channels of one pixel of a 1x1 convolution (or of a gathered window of in_c taps).
+   filter: [C_OUT][in_c]. */
+static void pointwise_pixel(const cmsis_nn_conv_params *conv_params,
+                            const cmsis_nn_per_channel_quant_params *quant_params,
+                            const int8_t *pixel,
+                            int32_t in_c,
+                            const int8_t *filter_data,
+                            const int32_t *bias_data,
+                            int32_t out_c,
+                            int8_t *out)
+{
+    int32_t oc;
+    for (oc = 0; oc < out_c; ++oc)
+    {
+        const int32_t acc = tinyc_nn_bias(bias_data, oc) +
+            tinyc_nn_dot_s8(pixel, filter_data + oc * in_c, in_c, conv_params->input_offset);
+        out[oc] = tinyc_requantize_to_s8(acc,
+                                         quant_params->multiplier[oc],
+                                         quant_params->shift[oc],
+                                         conv_params->output_offset,
+                                         conv_params->activation.min,
+                                         conv_params->activation.max);
+    }
+}
+
 /* The same convolution for one group without upscaling, faster: each output pixel's window is first
    gathered into `window` (KH * KW * C bytes, in the filter's [KH, KW, C] order) so every output channel
    is one long inner product. A padded tap holds the input zero point (-input_offset), which adds
@@ -129,7 +154,7 @@ static void convolve_s8_windowed(const cmsis_nn_conv_params *conv_params,
     const int32_t out_w = output_dims->w;
     const int32_t out_c = output_dims->c;
     const int8_t padding_value = (int8_t)(-conv_params->input_offset);
-    int32_t b, oy, ox, oc, ky, kx, c;
+    int32_t b, oy, ox, ky, kx, c;
 
     for (b = 0; b < input_dims->n; ++b)
     {
@@ -162,43 +187,9 @@ static void convolve_s8_windowed(const cmsis_nn_conv_params *conv_params,
                         dst += in_c;
                     }
                 }
-                for (oc = 0; oc < out_c; ++oc)
-                {
-                    const int32_t acc = tinyc_nn_bias(bias_data, oc) +
-                        tinyc_nn_dot_s8(window, filter_data + oc * taps, taps, conv_params->input_offset);
-                    out[oc] = tinyc_requantize_to_s8(acc,
-                                                     quant_params->multiplier[oc],
-                                                     quant_params->shift[oc],
-                                                     conv_params->output_offset,
-                                                     conv_params->activation.min,
-                                                     conv_params->activation.max);
-                }
+                pointwise_pixel(conv_params, quant_params, window, taps, filter_data, bias_data, out_c, out);
             }
         }
-    }
-}
-
-/* All output channels of one pixel of a 1x1 convolution. filter: [C_OUT][in_c]. */
-static void pointwise_pixel(const cmsis_nn_conv_params *conv_params,
-                            const cmsis_nn_per_channel_quant_params *quant_params,
-                            const int8_t *pixel,
-                            int32_t in_c,
-                            const int8_t *filter_data,
-                            const int32_t *bias_data,
-                            int32_t out_c,
-                            int8_t *out)
-{
-    int32_t oc;
-    for (oc = 0; oc < out_c; ++oc)
-    {
-        const int32_t acc = tinyc_nn_bias(bias_data, oc) +
-            tinyc_nn_dot_s8(pixel, filter_data + oc * in_c, in_c, conv_params->input_offset);
-        out[oc] = tinyc_requantize_to_s8(acc,
-                                         quant_params->multiplier[oc],
-                                         quant_params->shift[oc],
-                                         conv_params->output_offset,
-                                         conv_params->activation.min,
-                                         conv_params->activation.max);
     }
 }
 
