@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper
 
 from .errors import TinycError
 from .frontend import find_unsupported, import_model
@@ -17,7 +17,7 @@ from .frontend.analysis import fold_plan, live_nodes, node_infos, topo_order
 from .frontend.convert_qop import QOP_QUANT_SLOTS, quant_input_slots
 from .frontend.dtypes import onnx_dtype_name
 from .frontend.loader import read_model
-from .frontend.prepare import declared_dims, default_opset, resolve_input_shapes
+from .frontend.prepare import declared_dims, default_opset, infer_with_fixed_inputs, resolve_input_shapes
 
 # Ops that only move bytes: a graph output behind them has its producer's quantisation.
 _PASSTHROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Dropout")
@@ -197,18 +197,7 @@ def _shape_lookup(model: onnx.ModelProto, graph, input_shapes: dict[str, list[in
     if graph is not None:
         known.update({name: list(v.shape) for name, v in graph.values.items()})
         return known.get
-    static = onnx.ModelProto()
-    static.CopyFrom(model)
-    for vi in static.graph.input:
-        if vi.name in input_shapes:
-            dims = vi.type.tensor_type.shape.dim
-            del dims[:]
-            for d in input_shapes[vi.name]:
-                dims.add().dim_value = d
-    try:
-        static = shape_inference.infer_shapes(static, strict_mode=False, data_prop=True)
-    except Exception:
-        pass
+    static = infer_with_fixed_inputs(model, input_shapes) or model
     for vi in list(static.graph.input) + list(static.graph.value_info) + list(static.graph.output):
         dims = declared_dims(vi)
         if dims is not None and all(isinstance(d, int) for d in dims):

@@ -185,13 +185,23 @@ def _conv_geometry(op: Op, x: Value, w: Value, y: Value) -> _ConvGeometry:
     return _ConvGeometry(n, h, wd, c, oh, ow, oc, kernel_h, kernel_w, kernel_c, sh, sw, pt, pl, pb, pr, dh, dw)
 
 
-def _integer_conv_values(op: Op, graph: Graph, weight_layout: str) -> tuple[Value, Value, Value] | None:
+def _int8_weighted(op: Op, graph: Graph) -> tuple[list[Value], Value] | None:
+    """Inputs and output of a lowered int8 op with int8 weights and an optional int32 bias."""
     ins, y = _values(op, graph)
     x, w = ins[0], ins[1]
     if not (_lowered(op) and x.dtype == "int8" and w.dtype == "int8" and y.dtype == "int8"):
         return None
     if len(ins) > 2 and ins[2].dtype != "int32":
         return None
+    return ins, y
+
+
+def _integer_conv_values(op: Op, graph: Graph, weight_layout: str) -> tuple[Value, Value, Value] | None:
+    values = _int8_weighted(op, graph)
+    if values is None:
+        return None
+    ins, y = values
+    x, w = ins[0], ins[1]
     if not (_nhwc(x) and _nhwc(y) and w.layout == weight_layout):
         return None
     return x, w, y
@@ -279,12 +289,11 @@ def _select_depthwise(target: Target, op: Op, graph: Graph) -> KernelChoice | No
 
 
 def _select_fully_connected(target: Target, op: Op, graph: Graph) -> KernelChoice | None:
-    ins, y = _values(op, graph)
+    values = _int8_weighted(op, graph)
+    if values is None:
+        return None
+    ins, y = values
     x, w = ins[0], ins[1]
-    if not (_lowered(op) and x.dtype == "int8" and w.dtype == "int8" and y.dtype == "int8"):
-        return None
-    if len(ins) > 2 and ins[2].dtype != "int32":
-        return None
     batches, depth = x.shape
     units = w.shape[0]
     per_channel = len(op.attrs["multiplier"]) > 1

@@ -97,6 +97,26 @@ def resolve_input_shapes(inputs: list[onnx.ValueInfoProto], overrides: dict[str,
     return shapes
 
 
+def infer_with_fixed_inputs(model: onnx.ModelProto, shapes: dict[str, list[int]],
+                            keep_value_info: bool = True) -> onnx.ModelProto | None:
+    """A copy of `model` with the named inputs fixed to `shapes`, through ONNX shape inference
+    (non-strict, with data propagation); None when inference fails."""
+    static = onnx.ModelProto()
+    static.CopyFrom(model)
+    if not keep_value_info:
+        del static.graph.value_info[:]
+    for vi in static.graph.input:
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shapes[vi.name]:
+                dims.add().dim_value = d
+    try:
+        return shape_inference.infer_shapes(static, strict_mode=False, data_prop=True)
+    except Exception:
+        return None
+
+
 def infer_dtypes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str, str]:
     """Element type of every tensor ONNX shape inference can type, with the inputs fixed to
     `shapes` (declared value_info fills in what inference cannot, e.g. com.microsoft ops)."""
@@ -106,18 +126,8 @@ def infer_dtypes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[s
             dtypes[vi.name] = onnx_dtype_name(vi.type.tensor_type.elem_type)
     for t in model.graph.initializer:
         dtypes[t.name] = onnx_dtype_name(t.data_type)
-    static = onnx.ModelProto()
-    static.CopyFrom(model)
-    del static.graph.value_info[:]
-    for vi in static.graph.input:
-        if vi.name in shapes:
-            dims = vi.type.tensor_type.shape.dim
-            del dims[:]
-            for d in shapes[vi.name]:
-                dims.add().dim_value = d
-    try:
-        inferred = shape_inference.infer_shapes(static, strict_mode=False, data_prop=True)
-    except Exception:
+    inferred = infer_with_fixed_inputs(model, shapes, keep_value_info=False)
+    if inferred is None:
         return dtypes  # inference is only a source of element types; conversion does not depend on it
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         if vi.type.tensor_type.elem_type:
