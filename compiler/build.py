@@ -158,9 +158,12 @@ def model_sources(gen_dir: Path, cmsis_nn: Path | None) -> tuple[list[Path], lis
 # ----------------------------------------------------------------------------------------- host
 
 def build_host(gen_dir: Path, harness: Path, exe: Path, *, sanitize: bool = False,
-               cmsis_nn: Path | None = None, opt: str = "-O2", cc: str = "cc") -> Path:
+               cmsis_nn: Path | None = None, opt: str = "-O2", cc: str = "cc",
+               defines: tuple[str, ...] = ()) -> Path:
     """Compile the generated model + harness for this machine with the strict warning flags (which
-    CMSIS-NN's headers are exempt from: they are included as system headers)."""
+    CMSIS-NN's headers are exempt from: they are included as system headers). `defines`: extra
+    -D flags, e.g. TINYC_USE_DSP=1 to run runtime_c's DSP algorithms on C models of the
+    instructions."""
     _compiler_identity(cc)
     sources, includes = model_sources(gen_dir, cmsis_nn)
     sources.append(harness)
@@ -176,7 +179,7 @@ def build_host(gen_dir: Path, harness: Path, exe: Path, *, sanitize: bool = Fals
         include_flags = [f"-isystem{d}" if d in system else f"-I{d}" for d in includes]
     else:
         include_flags = [f"-I{d}" for d in includes]
-    cmd = [cc, opt, *STRICT_CFLAGS, *include_flags, *sanitizer]
+    cmd = [cc, opt, *STRICT_CFLAGS, *[f"-D{d}" for d in defines], *include_flags, *sanitizer]
     cmd += [str(s) for s in sources] + libraries + ["-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -37,36 +37,41 @@ static inline int32_t tinyc_shift_left_wrap(int32_t x, int32_t shift)
     return (int32_t)((uint32_t)x << shift);
 }
 
-/* round(a * b / 2^31), halves away from zero: the high word of the doubled 64-bit product.
-   The only overflowing case, INT32_MIN * INT32_MIN, saturates to INT32_MAX. */
+/* gemmlowp's SaturatingRoundingDoublingHighMul: (a * b + 2^30) / 2^31 in 64 bits, the division
+   truncating toward zero after a nudge of +2^30 (product >= 0) or 1 - 2^30 (product < 0). Both cases
+   equal floor((a * b + 2^30) / 2^31): for a negative product p, trunc((p + 1 - 2^30) / 2^31) =
+   ceil((p + 1 - 2^30) / 2^31) = floor((p + 2^30) / 2^31). So one 64-bit add and an arithmetic shift,
+   which is what the Cortex-M inner loops want (SMLAL-like code, no division). The only overflowing
+   case, INT32_MIN * INT32_MIN, saturates to INT32_MAX. */
 static inline int32_t tinyc_doubling_high_mul(int32_t a, int32_t b)
 {
-    const int64_t product = (int64_t)a * (int64_t)b;
-    const int64_t nudge = product >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
     if (a == TINYC_INT32_MIN && b == TINYC_INT32_MIN)
     {
         return TINYC_INT32_MAX;
     }
-    /* C division truncates toward zero, which with the signed nudge rounds halves away from zero. */
-    return (int32_t)((product + nudge) / ((int64_t)1 << 31));
+    /* >> on a negative int64_t is an arithmetic shift (floor) on every supported compiler. */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* round(x / 2^exponent), halves away from zero, for exponent >= 0. Exponents above 31 occur only in
    int8 softmax with very long rows; the exact result there is 0 except for -2^31 / 2^32 = -0.5. */
 static inline int32_t tinyc_rounding_divide_by_pot(int32_t x, int32_t exponent)
 {
-    uint32_t mask;
+    int32_t floor_quotient;
     int32_t remainder;
-    int32_t threshold;
+    if (exponent <= 0)
+    {
+        return x;
+    }
     if (exponent > 31)
     {
         return (exponent == 32 && x == TINYC_INT32_MIN) ? -1 : 0;
     }
-    mask = (exponent == 0) ? 0u : (0xFFFFFFFFu >> (32 - exponent));
-    remainder = (int32_t)((uint32_t)x & mask);
-    threshold = (int32_t)(mask >> 1) + (x < 0 ? 1 : 0);
-    /* x >> exponent is an arithmetic shift (floor) on every supported compiler. */
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+    /* x >> exponent is an arithmetic shift (floor) on every supported compiler; the remainder is in
+       [0, 2^exponent). Round up when it is above one half, or exactly one half and x >= 0. */
+    floor_quotient = x >> exponent;
+    remainder = (int32_t)((uint32_t)x - ((uint32_t)floor_quotient << exponent));
+    return floor_quotient + ((remainder + (x >= 0 ? 1 : 0)) > ((int32_t)1 << (exponent - 1)) ? 1 : 0);
 }
 
 /* x * 2^exponent saturated to int32 (exponent in 0..31). */
@@ -101,6 +106,77 @@ static inline int8_t tinyc_requantize_to_s8(int32_t acc, int32_t multiplier, int
 {
     const int32_t y = tinyc_requantize(acc, multiplier, shift) + output_offset;
     return (int8_t)tinyc_clamp_i32(y, act_min, act_max);
+}
+
+/* ---- requantisation for tinyc's own kernels -------------------------------------------------------
+   The same arithmetic as tinyc_requantize_to_s8 for multipliers in [0, 2^31) (all that tinyc's
+   requantisation produces), in fewer instructions:
+   - the rounding high multiply cannot saturate, so it is one 64-bit multiply-add and a shift;
+   - rounding x / 2^r (r >= 1) halves away from zero is ((((x - [x < 0]) >> (r - 1)) + 1) >> 1): with
+     t = x - [x < 0] it is floor((t + 2^(r-1)) / 2^r), and floor((t / 2^(r-1) + 1) / 2) only depends on
+     floor(t / 2^(r-1)). Nothing overflows: |x| < 2^31 - 1 after a multiplier below 2^31. */
+typedef struct
+{
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} tinyc_output_range;
+
+static inline int32_t tinyc_high_mul_unsaturated(int32_t x, int32_t multiplier)
+{
+    return (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+}
+
+static inline int32_t tinyc_round_shift_right(int32_t x, int32_t right_minus_one)
+{
+    const int32_t t = x - (int32_t)((uint32_t)x >> 31);
+    return ((t >> right_minus_one) + 1) >> 1;
+}
+
+static inline int8_t tinyc_clamp_to_s8(int32_t y, const tinyc_output_range *range)
+{
+    return (int8_t)tinyc_clamp_i32(y + range->output_offset, range->act_min, range->act_max);
+}
+
+/* Two accumulators that share a channel's multiplier and shift. */
+static inline void tinyc_requantize_pair_to_s8(int32_t a, int32_t b, int32_t multiplier, int32_t shift,
+                                               const tinyc_output_range *range, int8_t *out_a, int8_t *out_b)
+{
+    if (shift >= 0)
+    {
+        a = tinyc_high_mul_unsaturated(tinyc_shift_left_wrap(a, shift), multiplier);
+        b = tinyc_high_mul_unsaturated(tinyc_shift_left_wrap(b, shift), multiplier);
+    }
+    else if (shift >= -31)
+    {
+        a = tinyc_round_shift_right(tinyc_high_mul_unsaturated(a, multiplier), -shift - 1);
+        b = tinyc_round_shift_right(tinyc_high_mul_unsaturated(b, multiplier), -shift - 1);
+    }
+    else
+    {
+        a = tinyc_rounding_divide_by_pot(tinyc_high_mul_unsaturated(a, multiplier), -shift);
+        b = tinyc_rounding_divide_by_pot(tinyc_high_mul_unsaturated(b, multiplier), -shift);
+    }
+    *out_a = tinyc_clamp_to_s8(a, range);
+    *out_b = tinyc_clamp_to_s8(b, range);
+}
+
+static inline int8_t tinyc_requantize_one_to_s8(int32_t a, int32_t multiplier, int32_t shift,
+                                                const tinyc_output_range *range)
+{
+    if (shift >= 0)
+    {
+        a = tinyc_high_mul_unsaturated(tinyc_shift_left_wrap(a, shift), multiplier);
+    }
+    else if (shift >= -31)
+    {
+        a = tinyc_round_shift_right(tinyc_high_mul_unsaturated(a, multiplier), -shift - 1);
+    }
+    else
+    {
+        a = tinyc_rounding_divide_by_pot(tinyc_high_mul_unsaturated(a, multiplier), -shift);
+    }
+    return tinyc_clamp_to_s8(a, range);
 }
 
 /* Number of leading zero bits of x (32 for 0). */

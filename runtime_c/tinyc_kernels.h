@@ -109,6 +109,86 @@ void tinyc_mul_broadcast_s8(const int8_t *input_1,
                             int32_t out_activation_min,
                             int32_t out_activation_max);
 
+/* ---- kernels with compile-time packed constants (faster than the CMSIS-NN API allows) ----------- */
+
+/* Geometry and quantisation of tinyc_conv_s8 (NHWC input and output, no groups). */
+typedef struct
+{
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t kernel_h;
+    int32_t kernel_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} tinyc_conv_params;
+
+/* Convolution with filters packed by tinyc (see tinyc_conv_s8.c): pairs of output channels interleaved
+   word by word, depth kernel_h * kernel_w * input_c padded with zeros to a multiple of 4 (K4).
+   multiplier/shift: one per output channel (multipliers other than INT32_MIN, as for every tinyc_
+   kernel here); bias may be NULL. scratch: TINYC_CONV_S8_SCRATCH(K4)
+   bytes, 4-byte aligned. Output pixels go in raster order two at a time (both windows are read before
+   either is written). Not in place otherwise. */
+#define TINYC_CONV_S8_SCRATCH(depth4) (4 * (depth4))
+void tinyc_conv_s8(const tinyc_conv_params *params,
+                   const int32_t *multiplier,
+                   const int32_t *shift,
+                   const int8_t *input,
+                   const int8_t *packed_filter,
+                   const int32_t *bias,
+                   int8_t *output,
+                   int16_t *scratch);
+
+typedef struct
+{
+    int32_t batches;
+    int32_t depth;
+    int32_t units;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    int32_t per_channel; /* 0: multiplier[0] and shift[0] apply to every unit */
+} tinyc_fc_params;
+
+/* Fully connected layer, weights [units, depth] packed by tinyc (see tinyc_conv_s8.c): blocks of 4
+   rows interleaved word by word, depth padded with zeros to a multiple of 4. multiplier/shift: one per
+   unit, or one for all (params->per_channel == 0); bias may be NULL. Not in place. */
+void tinyc_fully_connected_s8(const tinyc_fc_params *params,
+                              const int32_t *multiplier,
+                              const int32_t *shift,
+                              const int8_t *input,
+                              const int8_t *packed_weights,
+                              const int32_t *bias,
+                              int8_t *output);
+
+/* arm_elementwise_add_s8 with each input's rescaling precomputed: table_k[v + 128] =
+   requantize((v + input_k_offset) << left_shift, input_k_mult, input_k_shift) for v in -128..127.
+   In place on either input. */
+void tinyc_add_s8(const int8_t *input_1,
+                  const int8_t *input_2,
+                  const int32_t *table_1,
+                  const int32_t *table_2,
+                  int8_t *output,
+                  int32_t size,
+                  int32_t out_offset,
+                  int32_t out_mult,
+                  int32_t out_shift,
+                  int32_t out_activation_min,
+                  int32_t out_activation_max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,7 +32,8 @@ _HOST = {"conv": 0.5, "depthwise": 1.0, "fc": 0.5, "add": 10.0, "mul": 5.0, "poo
 # Which cost class each kernel function belongs to.
 _KERNEL_CLASS = {
     "arm_convolve_wrapper_s8": "conv", "arm_convolve_s8": "conv", "arm_convolve_1x1_s8_fast": "conv",
-    "arm_convolve_1x1_s8": "conv", "arm_convolve_1_x_n_s8": "conv",
+    "arm_convolve_1x1_s8": "conv", "arm_convolve_1_x_n_s8": "conv", "tinyc_conv_s8": "conv",
+    "tinyc_fully_connected_s8": "fc", "tinyc_add_s8": "add",
     "arm_depthwise_conv_wrapper_s8": "depthwise", "arm_depthwise_conv_s8": "depthwise",
     "arm_depthwise_conv_3x3_s8": "depthwise", "arm_depthwise_conv_s8_opt": "depthwise",
     "arm_fully_connected_s8": "fc", "arm_fully_connected_per_channel_s8": "fc",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import packing
 from tinyc.ir import Graph, Op, Value
 from tinyc.ops import attr
 
@@ -54,6 +55,11 @@ class KernelChoice:
       "fc", "fc_per_channel"  arm_fully_connected_s8 (per-tensor quant) / _per_channel_s8
       "elementwise_add", "elementwise_mul"          same-shape arm_elementwise_*_s8
       "add_broadcast", "mul_broadcast"              tinyc_*_broadcast_s8 (4-D shapes)
+      "tinyc_conv"    tinyc_conv_s8 (params, multiplier, shift, input, packed filters, bias, output,
+                      scratch): filters packed by tinyc.codegen.packing
+      "tinyc_fc"      tinyc_fully_connected_s8 (params, multiplier, shift, input, packed weights, bias,
+                      output)
+      "tinyc_add"     tinyc_add_s8: same shapes, each input's rescaling in a compile-time table
       "pool", "softmax", "lut", "quantize", "dequantize", "rescale", "transpose", "pad", "concat"
       "view"
     header: the header declaring it.
@@ -225,6 +231,12 @@ def _select_conv(target: Target, op: Op, graph: Graph) -> KernelChoice | None:
     isa = target.isa
     grouped = g.kernel_c != g.c
     work = g.macs()
+    if not grouped and isa == "dsp":
+        # Compile-time packed filters and int16 windows: ~1.2 instructions per MAC in the inner loop,
+        # against ~2.1-3.5 for CMSIS-NN's 1x1 and general kernels on the same layers (docs/kernels.md).
+        depth4 = packing.conv_depth4(values[1].shape)
+        return _tinyc("tinyc_conv_s8", "tinyc_conv", scratch_bytes=4 * depth4, work=work,
+                      raster_block=_TINYC_CONV_PIXELS, reason="packed filters, 2 pixels x 2 channels (DSP)")
     if not grouped and g.kernel_h == 1 and g.kernel_w == 1 and g.no_padding and g.unit_dilation:
         if g.stride_h == 1 and g.stride_w == 1:
             return _cmsis("arm_convolve_1x1_s8_fast", "conv", scratch_bytes=bs.convolve_1x1_s8_fast(isa, g.c),
@@ -251,6 +263,9 @@ def _select_conv(target: Target, op: Op, graph: Graph) -> KernelChoice | None:
                   raster_block=0 if grouped else _GENERAL_CONV_PIXELS,
                   reason="general convolution (padding the specialised kernels ignore)")
 
+
+# tinyc_conv_s8 reads the windows of 2 output pixels before writing them.
+_TINYC_CONV_PIXELS = 2
 
 # arm_convolve_s8 gathers the windows of 2 output pixels (4 on Helium) and then writes those pixels'
 # channels; runtime_c's version works one pixel at a time. Both go in raster order (CMSIS-NN's grouped
@@ -297,6 +312,9 @@ def _select_fully_connected(target: Target, op: Op, graph: Graph) -> KernelChoic
     batches, depth = x.shape
     units = w.shape[0]
     per_channel = len(op.attrs["multiplier"]) > 1
+    if target.isa == "dsp":
+        return _tinyc("tinyc_fully_connected_s8", "tinyc_fc", work=batches * depth * units,
+                      reason="packed weights, 4 rows at a time (DSP)")
     scratch = bs.fully_connected_s8(target.isa, units)
     return _cmsis("arm_fully_connected_per_channel_s8" if per_channel else "arm_fully_connected_s8",
                   "fc_per_channel" if per_channel else "fc", scratch_bytes=scratch,
@@ -315,6 +333,11 @@ def _select_elementwise(target: Target, op: Op, graph: Graph) -> KernelChoice | 
         return None
     in_place = tuple(i for i, s in enumerate(shapes[:2]) if s == shapes[2])
     name = op.kind  # add / mul
+    if len(in_place) == 2 and name == "add" and target.isa != "mve":
+        # Each input has 256 values: its rescaling is a compile-time table (Helium's vector add is
+        # faster than looking values up one at a time).
+        return _tinyc("tinyc_add_s8", "tinyc_add", in_place_inputs=in_place, work=y.size,
+                      reason="same shapes, rescaling tables")
     if len(in_place) == 2:
         return _cmsis(f"arm_elementwise_{name}_s8", f"elementwise_{name}", in_place_inputs=in_place,
                       work=y.size, reason="same shapes")

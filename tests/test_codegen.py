@@ -43,8 +43,10 @@ def test_compile_writes_the_promised_files(tmp_path):
         assert name in files, name
     source = files["kws.c"].decode()
     assert "malloc" not in source
-    assert source.count("arm_convolve_1x1_s8_fast(") == 4 and "arm_depthwise_conv_3x3_s8(" in source
-    assert "/* op0_CONV_2D_16: conv2d -> arm_convolve_wrapper_s8 */" in source
+    # cortex-m4 (the default): tinyc's packed-filter convolution, CMSIS-NN's 3x3 depthwise
+    assert source.count("tinyc_conv_s8(") == 5 and source.count("arm_depthwise_conv_3x3_s8(") == 4
+    assert "/* op0_CONV_2D_16: conv2d -> tinyc_conv_s8 */" in source
+    assert "runtime_c/tinyc_conv_s8.c" in files
     header = files["kws.h"].decode()
     assert "int kws_invoke(const int8_t *input_1, int8_t *Identity, uint8_t *arena);" in header
     assert "#define KWS_INPUT0_ZERO_POINT 83" in header

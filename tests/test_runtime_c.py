@@ -30,6 +30,7 @@ from tinyc import quant_math as qm
 from tinyc import targets
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.targets import buffer_sizes as bs
+from tinyc.targets import packing
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "runtime_c"
@@ -85,6 +86,18 @@ class FcParams(ctypes.Structure):
 
 class PerChannelQuant(ctypes.Structure):
     _fields_ = [("multiplier", ctypes.c_void_p), ("shift", ctypes.c_void_p)]
+
+
+class TinycConvParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "batches", "input_h", "input_w", "input_c", "output_h", "output_w", "output_c", "kernel_h", "kernel_w",
+        "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "input_offset", "output_offset",
+        "act_min", "act_max")]
+
+
+class TinycFcParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "batches", "depth", "units", "input_offset", "output_offset", "act_min", "act_max", "per_channel")]
 
 
 class PerTensorQuant(ctypes.Structure):
@@ -150,6 +163,9 @@ _SIGNATURES = {
     "tinyc_transpose_f32": (None, [_P, _P, _P, _P]),
     "tinyc_pad_s8": (None, [_P, _P, _P, _P, ctypes.c_int8]),
     "tinyc_concat_s8": (None, [_P, _P, _I, _I, _I, _I]),
+    "tinyc_conv_s8": (None, [_P] * 8),
+    "tinyc_fully_connected_s8": (None, [_P] * 7),
+    "tinyc_add_s8": (None, [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I]),
     "tinyc_add_broadcast_s8": (None, [_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I]),
     "tinyc_mul_broadcast_s8": (None, [_P, _P, _P, _P, _I, _I, _P, _P, _I, _I, _I, _I, _I]),
 }
@@ -397,6 +413,108 @@ def test_convolve_1x1_s8_strided_matches_interpreter(lib, case):
     status, out = call_conv(lib, "arm_convolve_1x1_s8", case, scratch=0)
     assert status == SUCCESS
     np.testing.assert_array_equal(out, interpret_conv(case, depthwise=False))
+
+
+# ---- tinyc's packed-filter convolution and fully connected, table add ---------------------------
+
+def _with_tiny_scales(data, shift: list[int]) -> list[int]:
+    """Now and then a shift below -31 (a scale under 2^-32), which takes the kernels' general
+    rounding path."""
+    return [data.draw(st.sampled_from([s, s, s, -33, -40])) for s in shift]
+
+
+GUARD = 64  # canary elements around buffers: numpy's small-block cache hides overruns from ASan
+
+
+def guarded(size: int, dtype, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """(whole buffer, the `size` elements in its middle); the rest is a canary."""
+    whole = np.full(size + 2 * GUARD, fill, dtype=dtype)
+    return whole, whole[GUARD:GUARD + size]
+
+
+def assert_guards_intact(whole: np.ndarray, size: int, fill: int) -> None:
+    assert (whole[:GUARD] == fill).all() and (whole[GUARD + size:] == fill).all(), "buffer overrun"
+
+
+def call_tinyc_conv(lib, case: dict) -> np.ndarray:
+    shape = (case["n"], case["oh"], case["ow"], case["oc"])
+    out_whole, out = guarded(int(np.prod(shape)), np.int8, 99)
+    depth4 = packing.conv_depth4(case["weights"].shape)
+    scratch_whole, scratch = guarded(2 * depth4, np.int16, 0x5A5A)  # TINYC_CONV_S8_SCRATCH bytes
+    packed = packing.pack_conv_filters(case["weights"])
+    pt, pl = case["pads"][0], case["pads"][1]
+    params = TinycConvParams(case["n"], case["h"], case["w"], case["c"], case["oh"], case["ow"], case["oc"],
+                             case["kh"], case["kw"], case["sh"], case["sw"], pt, pl, case["dh"], case["dw"],
+                             case["input_offset"], case["output_offset"], case["act_min"], case["act_max"])
+    mult = np.asarray(case["multiplier"], np.int32)
+    shift = np.asarray(case["shift"], np.int32)
+    bias = case["bias_data"] if case["bias"] else None
+    lib.tinyc_conv_s8(ref(params), ptr(mult), ptr(shift), ptr(case["x"]), ptr(packed), ptr(bias), ptr(out),
+                      ptr(scratch))
+    assert_guards_intact(scratch_whole, scratch.size, 0x5A5A)
+    assert_guards_intact(out_whole, out.size, 99)
+    return out.reshape(shape)
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp_model"])
+@examples
+@given(case=conv_case(fixed={"group": 1, "kc": st.integers(1, 9), "oc_per_group": st.integers(1, 5),
+                             "h": st.integers(1, 7), "w": st.integers(1, 7)}),
+       data=st.data())
+def test_tinyc_conv_s8_matches_interpreter(build_lib, variant, case, data):
+    """Any filter size, stride, dilation and padding; depths that are not multiples of 4; odd
+    channel and pixel counts (the 1-channel and 1-pixel tails); batches."""
+    case["shift"] = _with_tiny_scales(data, case["shift"])
+    np.testing.assert_array_equal(call_tinyc_conv(build_lib(variant), case), interpret_conv(case, depthwise=False))
+
+
+def test_packed_conv_filters_interleave_channel_pairs_by_groups_of_four():
+    w = np.arange(3 * 1 * 1 * 6, dtype=np.int8).reshape(3, 1, 1, 6)  # depth 6 -> 8
+    packed = packing.pack_conv_filters(w)
+    assert packed.tolist() == [0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 0, 0, 10, 11, 0, 0,   # channels 0 and 1
+                               12, 13, 14, 15, 16, 17, 0, 0]                      # channel 2 alone
+    assert packing.conv_depth4(w.shape) == 8
+
+
+@st.composite
+def tinyc_fc_case(draw):
+    case = draw(fc_case(per_channel=draw(st.booleans())))
+    case["units"] = draw(st.integers(1, 11))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    case["weights"] = int8_array(rng, (case["units"], case["depth"]))
+    case["bias_data"] = rng.integers(-(1 << 16), 1 << 16, size=case["units"]).astype(np.int32)
+    if len(case["multiplier"]) > 1:
+        case["multiplier"], case["shift"] = draw(requant(case["units"]))
+    return case
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp_model"])
+@examples
+@given(case=tinyc_fc_case(), data=st.data())
+def test_tinyc_fully_connected_s8_matches_interpreter(build_lib, variant, case, data):
+    """Blocks of 4 rows and the rows left over; depths with a partial last group (the input is
+    never read past its end: the sanitizer build checks it); per-tensor and per-channel."""
+    case["shift"] = _with_tiny_scales(data, case["shift"])
+    out_whole, out = guarded(case["batches"] * case["units"], np.int8, 99)
+    per_channel = len(case["multiplier"]) > 1
+    params = TinycFcParams(case["batches"], case["depth"], case["units"], case["input_offset"],
+                           case["output_offset"], case["act_min"], case["act_max"], int(per_channel))
+    mult = np.asarray(case["multiplier"], np.int32)
+    shift = np.asarray(case["shift"], np.int32)
+    bias = case["bias_data"] if case["bias"] else None
+    x = case["x"].copy()  # exactly batches * depth bytes
+    build_lib(variant).tinyc_fully_connected_s8(ref(params), ptr(mult), ptr(shift), ptr(x),
+                                                ptr(packing.pack_fc_weights(case["weights"])), ptr(bias), ptr(out))
+    assert_guards_intact(out_whole, out.size, 99)
+    np.testing.assert_array_equal(out.reshape(case["batches"], case["units"]), interpret_fc(case))
+
+
+def test_packed_fc_weights_interleave_blocks_of_four_rows():
+    w = np.arange(5 * 5, dtype=np.int8).reshape(5, 5)  # depth 5 -> 8; rows 0-3 then row 4
+    packed = packing.pack_fc_weights(w).tolist()
+    assert packed[:16] == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18]
+    assert packed[16:32] == [4, 0, 0, 0, 9, 0, 0, 0, 14, 0, 0, 0, 19, 0, 0, 0]
+    assert packed[32:] == [20, 21, 22, 23, 24, 0, 0, 0]
 
 
 @examples
@@ -676,6 +794,26 @@ def test_elementwise_add_and_mul_match_interpreter_in_place(lib, data):
     assert lib.arm_elementwise_mul_s8(ptr(a), ptr(out), m["input1_offset"], m["input2_offset"], ptr(out),
                                       m["output_offset"], m["output_multiplier"], m["output_shift"], m["act_min"],
                                       m["act_max"], a.size) == SUCCESS
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp_model"])
+@examples
+@given(data=st.data())
+def test_tinyc_add_s8_with_tables_matches_interpreter_in_place(build_lib, variant, data):
+    a, b, shape = _elementwise_inputs(data, same=True)
+    p = data.draw(add_params())
+    if data.draw(st.booleans()):  # any left shift and input shifts, not only what add_params derives
+        p["left_shift"] = data.draw(st.integers(0, 20))
+        p["input1_shift"], p["input2_shift"] = data.draw(st.integers(-31, 0)), data.draw(st.integers(-31, 0))
+    expected = interpret_binary("add", p, a, b, shape)
+    tables = [packing.add_input_table(p[f"input{k}_offset"], p["left_shift"], p[f"input{k}_multiplier"],
+                                      p[f"input{k}_shift"]) for k in (1, 2)]
+    assert all(t.dtype == np.int32 and t.shape == (256,) for t in tables)
+    out = b.copy()  # the output overwrites input 2
+    build_lib(variant).tinyc_add_s8(ptr(a), ptr(out), ptr(tables[0]), ptr(tables[1]), ptr(out), a.size,
+                                    p["output_offset"], p["output_multiplier"], p["output_shift"], p["act_min"],
+                                    p["act_max"])
     np.testing.assert_array_equal(out, expected)
 
 

@@ -137,28 +137,59 @@ def _all(value, names=None) -> dict:
     return {n: value for n in (names or targets.names())}
 
 
+DSP = ["cortex-m4", "cortex-m7", "cortex-m33"]  # tinyc's packed-filter kernels run there
+
+
+def _dsp(value) -> dict:
+    return _all(value, DSP)
+
+
 # ---- convolution ----------------------------------------------------------------------------------
 
 def test_pointwise_conv_uses_the_1x1_fast_kernel_without_scratch():
     op, g = conv_graph((1, 8, 8, 16), 32, (1, 1))
-    assert functions_by_target(op, g) == _all("arm_convolve_1x1_s8_fast")
-    assert scratch_by_target(op, g) == _all(0)
-    c = choose("cortex-m4", op, g)
+    assert functions_by_target(op, g) == {**_all("arm_convolve_1x1_s8_fast"), **_dsp("tinyc_conv_s8")}
+    # tinyc_conv_s8: two int16 columns of 16 values
+    assert scratch_by_target(op, g) == {**_all(0), **_dsp(2 * 16 * 2)}
+    c = choose("cortex-m3", op, g)
     assert c.signature == "conv" and c.header == "arm_nnfunctions.h" and not c.in_place
     assert c.work == 8 * 8 * 32 * 16
 
 
+def test_convolutions_on_dsp_cores_use_tinyc_packed_filter_kernel():
+    """Every ungrouped convolution on a DSP core, whatever its filter, stride, padding or dilation:
+    scratch is two int16 columns of the depth rounded up to 4; 2 output pixels per raster group."""
+    for shape, out_c, kernel, kwargs, depth4 in [
+            ((1, 8, 8, 16), 32, (1, 1), {}, 16),
+            ((1, 49, 10, 1), 64, (10, 4), {"strides": (2, 2), "pads": (4, 1, 5, 1)}, 40),
+            ((1, 10, 10, 3), 16, (3, 3), {"strides": (2, 2), "pads": (0, 0, 1, 1)}, 28),
+            ((2, 9, 9, 5), 3, (3, 2), {"dilations": (2, 3), "pads": (1, 2, 0, 1)}, 32)]:
+        op, g = conv_graph(shape, out_c, kernel, **kwargs)
+        for name in DSP:
+            c = choose(name, op, g)
+            assert (c.function, c.signature, c.header) == ("tinyc_conv_s8", "tinyc_conv", "tinyc_kernels.h")
+            assert c.scratch_bytes == 4 * depth4 and c.raster_block == 2 and not c.in_place
+            assert c.work == op_macs(g)
+    op, g = conv_graph((1, 6, 6, 8), 4, (3, 3), pads=(1, 1, 1, 1), group=2)
+    assert choose("cortex-m4", op, g).function == "arm_convolve_wrapper_s8"  # grouped: CMSIS-NN
+
+
+def op_macs(g: Graph) -> int:
+    y, w = g.values["y"], g.values["w"]
+    return int(np.prod(y.shape)) * int(np.prod(w.shape[1:]))
+
+
 def test_strided_pointwise_conv_uses_the_strided_1x1_kernel():
     op, g = conv_graph((1, 8, 8, 16), 32, (1, 1), strides=(2, 2))
-    assert functions_by_target(op, g) == _all("arm_convolve_1x1_s8")
-    assert scratch_by_target(op, g) == _all(0)
+    assert functions_by_target(op, g) == {**_all("arm_convolve_1x1_s8"), **_dsp("tinyc_conv_s8")}
+    assert scratch_by_target(op, g) == {**_all(0), **_dsp(64)}
 
 
 def test_padded_3x3_conv_uses_the_wrapper_with_im2col_scratch():
     # column = 3 * 3 * 8 = 72 values: two int16 columns (72 is a multiple of 4): 2 * 72 * 2 = 288 bytes;
     # Helium: four int8 columns rounded to 16 bytes: 4 * 80 = 320.
     op, g = conv_graph((1, 10, 10, 8), 16, (3, 3), pads=(1, 1, 1, 1))
-    assert functions_by_target(op, g) == _all("arm_convolve_wrapper_s8")
+    assert functions_by_target(op, g) == {**_all("arm_convolve_wrapper_s8"), **_dsp("tinyc_conv_s8")}
     assert scratch_by_target(op, g) == {**_all(288), "cortex-m55": 320}
     # column = 27: rounded to 28 -> 2 * 28 * 2 = 112; Helium 4 * 32 = 128
     op, g = conv_graph((1, 10, 10, 3), 16, (3, 3), strides=(2, 2), pads=(0, 0, 1, 1))
@@ -176,15 +207,17 @@ def test_grouped_conv_scratch_uses_the_input_channels():
 def test_pointwise_conv_with_only_trailing_padding_calls_the_general_kernel():
     """The wrapper would route it to a 1x1 kernel, which ignores bottom/right padding."""
     op, g = conv_graph((1, 4, 4, 8), 8, (1, 1), pads=(0, 0, 1, 1))
-    c = choose("cortex-m4", op, g)
+    c = choose("cortex-m7", op, g)
+    assert c.function == "tinyc_conv_s8"
+    c = choose("cortex-m55", op, g)
     assert (c.function, c.signature) == ("arm_convolve_s8", "conv_upscale")
-    assert c.scratch_bytes == 2 * 8 * 2  # column of 8 values
+    assert c.scratch_bytes == 4 * 16  # four int8 columns of 8 values, each rounded up to 16
 
 
 def test_one_row_conv_uses_the_1xn_kernel():
     # input [1, 1, 10, 4], 1x3 filter, one column of padding each side, 10 outputs.
     op, g = conv_graph((1, 1, 10, 4), 8, (1, 3), pads=(0, 1, 0, 1))
-    assert functions_by_target(op, g) == _all("arm_convolve_1_x_n_s8")
+    assert functions_by_target(op, g) == {**_all("arm_convolve_1_x_n_s8"), **_dsp("tinyc_conv_s8")}
     # without Helium: the general kernel's buffer, column 12 -> 2 * 12 * 2 = 48.
     # Helium: a row with its padding: max(3*4 + 1*4, 2*4 + 1*4) = 16.
     assert scratch_by_target(op, g) == {**_all(48), "cortex-m55": 16}
@@ -193,14 +226,14 @@ def test_one_row_conv_uses_the_1xn_kernel():
 def test_one_row_conv_with_padding_helium_cannot_split_calls_the_general_kernel_there():
     # no left padding, two columns on the right: Helium's 1xN kernel only handles right == left (+1)
     op, g = conv_graph((1, 1, 10, 4), 8, (1, 3), pads=(0, 0, 0, 2))
-    assert choose("cortex-m4", op, g).function == "arm_convolve_1_x_n_s8"
+    assert choose("cortex-m3", op, g).function == "arm_convolve_1_x_n_s8"
     m55 = choose("cortex-m55", op, g)
     assert (m55.function, m55.signature, m55.scratch_bytes) == ("arm_convolve_s8", "conv_upscale", 4 * 16)
 
 
 def test_one_row_conv_needs_a_multiple_of_four_input_values_per_step():
     op, g = conv_graph((1, 1, 10, 3), 8, (1, 3), pads=(0, 1, 0, 1))  # stride 1 * 3 channels
-    assert choose("cortex-m4", op, g).function == "arm_convolve_wrapper_s8"
+    assert choose("cortex-m3", op, g).function == "arm_convolve_wrapper_s8"
 
 
 def test_conv_without_a_kernel():
@@ -271,7 +304,7 @@ def fc_graph(batches, depth, units, per_channel=False) -> tuple[Op, Graph]:
 
 def test_fully_connected_needs_kernel_sums_only_on_helium():
     op, g = fc_graph(1, 640, 128)
-    assert functions_by_target(op, g) == _all("arm_fully_connected_s8")
+    assert functions_by_target(op, g) == {**_all("arm_fully_connected_s8"), **_dsp("tinyc_fully_connected_s8")}
     assert scratch_by_target(op, g) == {**_all(0), "cortex-m55": 128 * 4}
     assert [choose(n, op, g).kernel_sums for n in targets.names()] == [n == "cortex-m55" for n in targets.names()]
     assert choose("cortex-m4", op, g).work == 640 * 128
@@ -283,8 +316,10 @@ def test_fully_connected_needs_kernel_sums_only_on_helium():
 
 def test_per_channel_fully_connected():
     op, g = fc_graph(2, 16, 8, per_channel=True)
-    c = choose("cortex-m7", op, g)
+    c = choose("cortex-m3", op, g)
     assert (c.function, c.signature, c.scratch_bytes) == ("arm_fully_connected_per_channel_s8", "fc_per_channel", 0)
+    c = choose("cortex-m7", op, g)
+    assert (c.function, c.signature, c.scratch_bytes) == ("tinyc_fully_connected_s8", "tinyc_fc", 0)
 
 
 # ---- element-wise, pooling, softmax ---------------------------------------------------------------
@@ -304,15 +339,22 @@ def binary_graph(kind, a_shape, b_shape, out_shape) -> tuple[Op, Graph]:
     return op, graph
 
 
-def test_same_shape_add_and_mul_are_cmsis_nn_and_in_place_on_both_inputs():
+def test_same_shape_add_and_mul_are_in_place_on_both_inputs():
+    """Same-shape add looks the inputs' rescaling up in tables except on Helium (CMSIS-NN's vector
+    add); mul is CMSIS-NN's everywhere."""
+    expected = {"add": {**_all("tinyc_add_s8"), "cortex-m55": "arm_elementwise_add_s8"},
+                "mul": _all("arm_elementwise_mul_s8")}
     for kind in ("add", "mul"):
         op, g = binary_graph(kind, (1, 4, 4, 8), (1, 4, 4, 8), (1, 4, 4, 8))
-        c = choose("cortex-m4", op, g)
-        assert c.function == f"arm_elementwise_{kind}_s8" and c.signature == f"elementwise_{kind}"
-        assert c.in_place_inputs == (0, 1) and c.in_place and c.scratch_bytes == 0
+        assert functions_by_target(op, g) == expected[kind]
+        for name in targets.names():
+            c = choose(name, op, g)
+            signature = "tinyc_add" if c.function == "tinyc_add_s8" else f"elementwise_{kind}"
+            assert c.signature == signature
+            assert c.in_place_inputs == (0, 1) and c.in_place and c.scratch_bytes == 0
         # shapes equal after left-padding with 1s are the same bytes
         op, g = binary_graph(kind, (4, 8), (1, 4, 8), (1, 4, 8))
-        assert choose("cortex-m4", op, g).function == f"arm_elementwise_{kind}_s8"
+        assert functions_by_target(op, g) == expected[kind]
 
 
 def test_broadcasting_add_and_mul_use_tinyc_kernels_in_place_on_the_full_input():

@@ -76,6 +76,8 @@ def _call_status(call: str) -> list[str]:
 
 
 def emit_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    if _signature(ctx) == "tinyc_conv":
+        return emit_tinyc_conv(op, fn, ctx)
     x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
     n, h, wd, c = _nhwc_dims(x)
     _, oh, ow, oc = _nhwc_dims(y)
@@ -117,7 +119,66 @@ def emit_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     return lines
 
 
+def _signature(ctx: LayerContext) -> str:
+    return getattr(ctx.choice, "signature", "")
+
+
+def _optional_bias(op: Op, ctx: LayerContext) -> str:
+    return ctx.pointer(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else "NULL"
+
+
+def emit_tinyc_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    """tinyc_conv_s8: the filters packed at compile time (tinyc.targets.packing), int16 windows in
+    the scratch buffer."""
+    from tinyc.targets import packing
+    x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
+    n, h, wd, c = _nhwc_dims(x)
+    _, oh, ow, oc = _nhwc_dims(y)
+    pt, pl, _, _ = attr(op, "pads")
+    sh, sw = attr(op, "strides")
+    dh, dw = attr(op, "dilations")
+    at = op.attrs
+    mult, shift = _requant_arrays(op, ctx, oc)
+    packed = ctx.const_array(ctx.key, "packed_filter", packing.pack_conv_filters(w.data))
+    buf, _ = ctx.scratch(op)
+    fields = [n, h, wd, c, oh, ow, oc, w.shape[1], w.shape[2], sh, sw, pt, pl, dh, dw,
+              at["input_offset"], at["output_offset"], at["act_min"], at["act_max"]]
+    return [
+        "/* batches, input h w c, output h w c, kernel h w, stride h w, pad top left, dilation h w,",
+        "   input offset, output offset, activation min max */",
+        f"static const tinyc_conv_params params = {{{', '.join(c_int(v) for v in fields)}}};",
+        f"{fn}(&params, {mult}, {shift}, {ctx.pointer(x.name)}, {packed}, {_optional_bias(op, ctx)}, "
+        f"{ctx.pointer(y.name)}, (int16_t *){buf});",
+    ]
+
+
+def emit_tinyc_fc(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    """tinyc_fully_connected_s8: the weights packed at compile time (tinyc.targets.packing)."""
+    from tinyc.targets import packing
+    x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
+    batches, depth = x.shape
+    units = w.shape[0]
+    at = op.attrs
+    per_channel = len(at["multiplier"]) > 1
+    if per_channel:
+        mult, shift = _requant_arrays(op, ctx, units)
+    else:
+        mult = ctx.const_array(ctx.key, "multiplier", np.asarray(at["multiplier"], np.int32))
+        shift = ctx.const_array(ctx.key, "shift", np.asarray(at["shift"], np.int32))
+    packed = ctx.const_array(ctx.key, "packed_weights", packing.pack_fc_weights(w.data))
+    fields = [batches, depth, units, at["input_offset"], at["output_offset"], at["act_min"], at["act_max"],
+              int(per_channel)]
+    return [
+        "/* batches, depth, units, input offset, output offset, activation min max, per channel */",
+        f"static const tinyc_fc_params params = {{{', '.join(c_int(v) for v in fields)}}};",
+        f"{fn}(&params, {mult}, {shift}, {ctx.pointer(x.name)}, {packed}, {_optional_bias(op, ctx)}, "
+        f"{ctx.pointer(y.name)});",
+    ]
+
+
 def emit_fully_connected(op: Op, fn: str, ctx: LayerContext) -> list[str]:
+    if _signature(ctx) == "tinyc_fc":
+        return emit_tinyc_fc(op, fn, ctx)
     x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
     batches, depth = x.shape
     units = w.shape[0]
@@ -187,6 +248,14 @@ def emit_add(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     at = op.attrs
     size = ctx.value(y).size
+    if _signature(ctx) == "tinyc_add":
+        from tinyc.targets import packing
+        tables = [ctx.const_array(ctx.key, f"input{k}_table", packing.add_input_table(
+            at[f"input{k}_offset"], at["left_shift"], at[f"input{k}_multiplier"], at[f"input{k}_shift"]))
+            for k in (1, 2)]
+        return [f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {tables[0]}, {tables[1]}, {ctx.pointer(y)}, {size}, "
+                f"{c_int(at['output_offset'])}, {c_int(at['output_multiplier'])}, {c_int(at['output_shift'])}, "
+                f"{c_int(at['act_min'])}, {c_int(at['act_max'])});"]
     if getattr(ctx.choice, "signature", "") == "add_broadcast":
         s1, s2, so = _broadcast_shapes(op, ctx)
         return [f"{fn}({ctx.pointer(a)}, {s1}, {ctx.pointer(b)}, {s2}, {c_int(at['input1_offset'])}, "
