@@ -6,11 +6,11 @@
  * the inner loop reads them (two filters interleaved word by word), and the window of each output
  * pixel is widened to int16 once, in the order SXTB16 produces the filter halves. The inner loop then
  * needs one LDRD per two filter words and no sign extension of activations: 2 output pixels x 2
- * channels per step, 16 multiply-accumulates in about 16 instructions (CMSIS-NN's general and 1x1
- * kernels need about 20). The arithmetic is the same integer arithmetic, so results are bit-exact with
+ * channels per step, 16 multiply-accumulates in 17 instructions (CMSIS-NN's general and 1x1 kernels
+ * need about 20). The arithmetic is the same integer arithmetic, so results are bit-exact with
  * CMSIS-NN and the reference interpreter.
  *
- * Layouts (tinyc.codegen.packing writes them):
+ * Layouts (tinyc.targets.packing writes them; docs/kernels.md):
  *   depth K = kernel_h * kernel_w * input_c in (ky, kx, c) order, padded with zero weights to
  *   K4 = K rounded up to a multiple of 4. A "group" is 4 consecutive k.
  *   Filters: channels in pairs (0,1), (2,3), ...: for each group, 4 bytes of the even channel then 4
@@ -104,14 +104,17 @@ static void gather_window(const tinyc_conv_params *p, const int8_t *image, int32
         }
         else if (p->dilation_w == 1)
         {
-            /* The filter row covers input columns x0 .. x0 + kernel_w - 1: one run of bytes. */
-            /* first..last: the filter columns inside the input (none when the padding is wider
-               than the filter). */
+            /* The filter row covers input columns x0 .. x0 + kernel_w - 1; filter columns
+               first .. last - 1 lie inside the input (none when the padding is wider than the
+               filter) and are one run of bytes. */
             const int32_t first = tinyc_min_i32(p->kernel_w, tinyc_max_i32(0, -x0));
             const int32_t last = tinyc_max_i32(first, tinyc_min_i32(p->kernel_w, p->input_w - x0));
             fill_column(columns, pixel, k, NULL, first * c, 0);
-            fill_column(columns, pixel, k + first * c, image + ((int64_t)y * p->input_w + x0 + first) * c,
-                        (last - first) * c, p->input_offset);
+            if (last > first)
+            {
+                fill_column(columns, pixel, k + first * c, image + ((int64_t)y * p->input_w + x0 + first) * c,
+                            (last - first) * c, p->input_offset);
+            }
             fill_column(columns, pixel, k + last * c, NULL, (p->kernel_w - last) * c, 0);
         }
         else
