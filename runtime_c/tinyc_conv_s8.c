@@ -145,80 +145,6 @@ static inline uint32_t load_word_copy(const void *p, int32_t i)
     #define LOAD_WORD(p, i) load_word_copy((p), (i))
 #endif
 
-/* Dot products of two filters (interleaved pair) with two pixels' columns, `groups` groups. */
-static inline void dot_2x2(const int8_t *filters, const int16_t *columns, int32_t groups, int32_t *acc)
-{
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-#if TINYC_USE_DSP && TINYC_ASM_LOOPS
-    /* The hot loop of every convolution, written out so that its cost does not depend on the
-       compiler's register allocation: 3 LDRD, 4 SXTB16, 8 SMLAD and 2 loop instructions per 16
-       multiply-accumulates, 13 registers. Filters and columns are 4-byte aligned (LDRD needs it). */
-    if (groups > 0)
-    {
-        uint32_t w0, w1, even0, even1, x0, x1;
-        __asm__ volatile("1:\n\t"
-                         "ldrd %[w0], %[w1], [%[f]], #8\n\t"
-                         "ldrd %[x0], %[x1], [%[c]], #8\n\t"
-                         "sxtb16 %[e0], %[w0]\n\t"
-                         "sxtb16 %[w0], %[w0], ror #8\n\t"
-                         "sxtb16 %[e1], %[w1]\n\t"
-                         "sxtb16 %[w1], %[w1], ror #8\n\t"
-                         "smlad %[a00], %[x0], %[e0], %[a00]\n\t"
-                         "smlad %[a00], %[x1], %[w0], %[a00]\n\t"
-                         "smlad %[a10], %[x0], %[e1], %[a10]\n\t"
-                         "smlad %[a10], %[x1], %[w1], %[a10]\n\t"
-                         "ldrd %[x0], %[x1], [%[c]], #8\n\t"
-                         "smlad %[a01], %[x0], %[e0], %[a01]\n\t"
-                         "smlad %[a01], %[x1], %[w0], %[a01]\n\t"
-                         "smlad %[a11], %[x0], %[e1], %[a11]\n\t"
-                         "smlad %[a11], %[x1], %[w1], %[a11]\n\t"
-                         "subs %[n], %[n], #1\n\t"
-                         "bne 1b\n\t"
-                         : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [f] "+r"(filters),
-                           [c] "+r"(columns), [n] "+r"(groups), [w0] "=&r"(w0), [w1] "=&r"(w1), [e0] "=&r"(even0),
-                           [e1] "=&r"(even1), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                         :
-                         : "cc", "memory");
-    }
-#elif TINYC_USE_DSP
-    for (; groups > 0; --groups, filters += 8, columns += 8)
-    {
-        const uint32_t w0 = LOAD_WORD(filters, 0);
-        const uint32_t w1 = LOAD_WORD(filters, 1);
-        const uint32_t x0 = LOAD_WORD(columns, 0);
-        const uint32_t x1 = LOAD_WORD(columns, 1);
-        const uint32_t x2 = LOAD_WORD(columns, 2);
-        const uint32_t x3 = LOAD_WORD(columns, 3);
-        uint32_t even = tinyc_sxtb16(w0);
-        uint32_t odd = tinyc_sxtb16_ror8(w0);
-        a00 = tinyc_smlad(x0, even, a00);
-        a00 = tinyc_smlad(x1, odd, a00);
-        a01 = tinyc_smlad(x2, even, a01);
-        a01 = tinyc_smlad(x3, odd, a01);
-        even = tinyc_sxtb16(w1);
-        odd = tinyc_sxtb16_ror8(w1);
-        a10 = tinyc_smlad(x0, even, a10);
-        a10 = tinyc_smlad(x1, odd, a10);
-        a11 = tinyc_smlad(x2, even, a11);
-        a11 = tinyc_smlad(x3, odd, a11);
-    }
-#else
-    for (; groups > 0; --groups, filters += 8, columns += 8)
-    {
-        const int8_t *f = filters;
-        const int16_t *x = columns;
-        a00 += x[0] * f[0] + x[1] * f[2] + x[2] * f[1] + x[3] * f[3];
-        a01 += x[4] * f[0] + x[5] * f[2] + x[6] * f[1] + x[7] * f[3];
-        a10 += x[0] * f[4] + x[1] * f[6] + x[2] * f[5] + x[3] * f[7];
-        a11 += x[4] * f[4] + x[5] * f[6] + x[6] * f[5] + x[7] * f[7];
-    }
-#endif
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-}
-
 /* One filter (stride between groups: filter_step bytes) with the columns of `pixels` (1 or 2) pixels. */
 static inline void dot_1xn(const int8_t *filter, int32_t filter_step, const int16_t *columns, int32_t groups,
                            int32_t pixels, int32_t *acc)
@@ -249,6 +175,53 @@ static inline void dot_1xn(const int8_t *filter, int32_t filter_step, const int1
     }
     acc[0] = a0;
     acc[1] = a1;
+}
+
+/* Dot products of two filters (interleaved pair) with two pixels' columns, `groups` groups. */
+static inline void dot_2x2(const int8_t *filters, const int16_t *columns, int32_t groups, int32_t *acc)
+{
+#if TINYC_ASM_LOOPS
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    /* The hot loop of every convolution, written out so that its cost does not depend on the
+       compiler's register allocation: 3 LDRD, 4 SXTB16, 8 SMLAD and 2 loop instructions per 16
+       multiply-accumulates, 13 registers. Filters and columns are 4-byte aligned (LDRD needs it). */
+    if (groups > 0)
+    {
+        uint32_t w0, w1, even0, even1, x0, x1;
+        __asm__ volatile("1:\n\t"
+                         "ldrd %[w0], %[w1], [%[f]], #8\n\t"
+                         "ldrd %[x0], %[x1], [%[c]], #8\n\t"
+                         "sxtb16 %[e0], %[w0]\n\t"
+                         "sxtb16 %[w0], %[w0], ror #8\n\t"
+                         "sxtb16 %[e1], %[w1]\n\t"
+                         "sxtb16 %[w1], %[w1], ror #8\n\t"
+                         "smlad %[a00], %[x0], %[e0], %[a00]\n\t"
+                         "smlad %[a00], %[x1], %[w0], %[a00]\n\t"
+                         "smlad %[a10], %[x0], %[e1], %[a10]\n\t"
+                         "smlad %[a10], %[x1], %[w1], %[a10]\n\t"
+                         "ldrd %[x0], %[x1], [%[c]], #8\n\t"
+                         "smlad %[a01], %[x0], %[e0], %[a01]\n\t"
+                         "smlad %[a01], %[x1], %[w0], %[a01]\n\t"
+                         "smlad %[a11], %[x0], %[e1], %[a11]\n\t"
+                         "smlad %[a11], %[x1], %[w1], %[a11]\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [f] "+r"(filters),
+                           [c] "+r"(columns), [n] "+r"(groups), [w0] "=&r"(w0), [w1] "=&r"(w1), [e0] "=&r"(even0),
+                           [e1] "=&r"(even1), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                         :
+                         : "cc", "memory");
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+#else
+    /* The same sums: each filter of the pair (4 bytes apart in every 8-byte group) with both
+       pixels; acc is {channel 0: pixels A, B; channel 1: pixels A, B}. */
+    dot_1xn(filters, 8, columns, groups, 2, acc);
+    dot_1xn(filters + 4, 8, columns, groups, 2, acc + 2);
+#endif
 }
 
 /* Output channels of 1 or 2 pixels whose columns are ready; out points at the first pixel's channels. */
@@ -386,14 +359,13 @@ static inline void fc_group(uint32_t word, const int8_t *w, int32_t rows, int32_
 #endif
 }
 
-#if TINYC_USE_DSP
+#if TINYC_ASM_LOOPS
 /* Four rows over the whole groups: per 16 multiply-accumulates one LDR of input, two LDRD of
    weights (4-byte aligned), 2 SXTAB16, 8 SXTB16, 8 SMLAD and 2 loop instructions. */
 static inline void fc_block4(const int8_t *x, const int8_t *w, int32_t groups, int32_t offset, int32_t *acc)
 {
     const uint32_t offset_pair = (uint32_t)(uint16_t)offset | ((uint32_t)(uint16_t)offset << 16);
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    #if TINYC_ASM_LOOPS
     if (groups > 0)
     {
         uint32_t word, x_even, x_odd, w0, w1;
@@ -427,31 +399,6 @@ static inline void fc_block4(const int8_t *x, const int8_t *w, int32_t groups, i
                          : [op] "r"(offset_pair)
                          : "cc", "memory");
     }
-    #else
-    for (; groups > 0; --groups, x += 4, w += 16)
-    {
-        uint32_t word;
-        uint32_t x_even;
-        uint32_t x_odd;
-        uint32_t w0;
-        uint32_t w1;
-        memcpy(&word, x, sizeof(word)); /* the input may be unaligned: LDR allows it */
-        x_even = tinyc_sxtab16(offset_pair, word);
-        x_odd = tinyc_sxtab16_ror8(offset_pair, word);
-        w0 = LOAD_WORD(w, 0);
-        w1 = LOAD_WORD(w, 1);
-        a0 = tinyc_smlad(x_even, tinyc_sxtb16(w0), a0);
-        a0 = tinyc_smlad(x_odd, tinyc_sxtb16_ror8(w0), a0);
-        a1 = tinyc_smlad(x_even, tinyc_sxtb16(w1), a1);
-        a1 = tinyc_smlad(x_odd, tinyc_sxtb16_ror8(w1), a1);
-        w0 = LOAD_WORD(w, 2);
-        w1 = LOAD_WORD(w, 3);
-        a2 = tinyc_smlad(x_even, tinyc_sxtb16(w0), a2);
-        a2 = tinyc_smlad(x_odd, tinyc_sxtb16_ror8(w0), a2);
-        a3 = tinyc_smlad(x_even, tinyc_sxtb16(w1), a3);
-        a3 = tinyc_smlad(x_odd, tinyc_sxtb16_ror8(w1), a3);
-    }
-    #endif
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
@@ -485,7 +432,7 @@ void tinyc_fully_connected_s8(const tinyc_fc_params *params,
             int32_t acc[4] = {0, 0, 0, 0};
             int32_t g = 0;
             int32_t r;
-#if TINYC_USE_DSP
+#if TINYC_ASM_LOOPS
             if (rows == 4)
             {
                 g = depth >> 2; /* the groups with 4 input bytes */

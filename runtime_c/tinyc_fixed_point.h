@@ -138,7 +138,8 @@ static inline int8_t tinyc_clamp_to_s8(int32_t y, const tinyc_output_range *rang
     return (int8_t)tinyc_clamp_i32(y + range->output_offset, range->act_min, range->act_max);
 }
 
-/* Two accumulators that share a channel's multiplier and shift. */
+/* Two accumulators that share a channel's multiplier and shift: the shift is tested once for both
+   (written as two calls of tinyc_requantize_one_to_s8, GCC 12 tests it twice: KWS +0.9 %). */
 static inline void tinyc_requantize_pair_to_s8(int32_t a, int32_t b, int32_t multiplier, int32_t shift,
                                                const tinyc_output_range *range, int8_t *out_a, int8_t *out_b)
 {

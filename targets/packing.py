@@ -11,11 +11,14 @@ import numpy as np
 from tinyc import quant_math as qm
 
 
+def _depth4(depth: int) -> int:
+    return -(-depth // 4) * 4
+
+
 def _rows_padded(weights: np.ndarray) -> np.ndarray:
     """[O, ...] int8 weights as [O, K4]: the depth flattened and zero-padded to a multiple of 4."""
     w = np.asarray(weights, dtype=np.int8).reshape(weights.shape[0], -1)
-    depth4 = -(-w.shape[1] // 4) * 4
-    return np.pad(w, ((0, 0), (0, depth4 - w.shape[1])))
+    return np.pad(w, ((0, 0), (0, _depth4(w.shape[1]) - w.shape[1])))
 
 
 def pack_conv_filters(weights: np.ndarray) -> np.ndarray:
@@ -39,8 +42,7 @@ def pack_fc_weights(weights: np.ndarray) -> np.ndarray:
 
 def conv_depth4(weights_shape: tuple[int, ...]) -> int:
     """K4 of an OHWI filter: kernel_h * kernel_w * input_c rounded up to a multiple of 4."""
-    depth = int(np.prod(weights_shape[1:]))
-    return -(-depth // 4) * 4
+    return _depth4(int(np.prod(weights_shape[1:])))
 
 
 def add_input_table(offset: int, left_shift: int, multiplier: int, shift: int) -> np.ndarray:

@@ -478,14 +478,8 @@ def test_packed_conv_filters_interleave_channel_pairs_by_groups_of_four():
 
 @st.composite
 def tinyc_fc_case(draw):
-    case = draw(fc_case(per_channel=draw(st.booleans())))
-    case["units"] = draw(st.integers(1, 11))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    case["weights"] = int8_array(rng, (case["units"], case["depth"]))
-    case["bias_data"] = rng.integers(-(1 << 16), 1 << 16, size=case["units"]).astype(np.int32)
-    if len(case["multiplier"]) > 1:
-        case["multiplier"], case["shift"] = draw(requant(case["units"]))
-    return case
+    """Up to 11 units: blocks of 4 rows and every size of the last block."""
+    return draw(fc_case(per_channel=draw(st.booleans()), max_units=11))
 
 
 @pytest.mark.parametrize("variant", ["portable", "dsp_model"])
@@ -639,8 +633,8 @@ def test_depthwise_kernels_reject_what_cmsis_nn_rejects(build_lib):
 # ---- fully connected ------------------------------------------------------------------------------
 
 @st.composite
-def fc_case(draw, per_channel: bool):
-    batches, depth, units = draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 9))
+def fc_case(draw, per_channel: bool, max_units: int = 9):
+    batches, depth, units = draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, max_units))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     multiplier, shift = draw(requant(units if per_channel else 1))
     act_min, act_max = draw(activation())

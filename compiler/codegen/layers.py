@@ -111,7 +111,7 @@ def emit_conv(op: Op, fn: str, ctx: LayerContext) -> list[str]:
         f"static const cmsis_nn_dims output_dims = {_dims(n, oh, ow, oc)};",
     ]
     # arm_convolve_s8 takes upscale dims (transposed convolution); NULL means none.
-    upscale = "NULL, " if getattr(ctx.choice, "signature", "") == "conv_upscale" else ""
+    upscale = "NULL, " if _signature(ctx) == "conv_upscale" else ""
     lines += _call_status(
         f"{fn}(&ctx, &params, &quant, &input_dims, {ctx.pointer(x.name)}, &filter_dims, "
         f"{ctx.pointer(w.name)}, &bias_dims, {_bias(op, ctx, oc)}, {upscale}&output_dims, "
@@ -160,11 +160,7 @@ def emit_tinyc_fc(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     units = w.shape[0]
     at = op.attrs
     per_channel = len(at["multiplier"]) > 1
-    if per_channel:
-        mult, shift = _requant_arrays(op, ctx, units)
-    else:
-        mult = ctx.const_array(ctx.key, "multiplier", np.asarray(at["multiplier"], np.int32))
-        shift = ctx.const_array(ctx.key, "shift", np.asarray(at["shift"], np.int32))
+    mult, shift = _requant_arrays(op, ctx, units if per_channel else 1)  # per tensor: one entry each
     packed = ctx.const_array(ctx.key, "packed_weights", packing.pack_fc_weights(w.data))
     fields = [batches, depth, units, at["input_offset"], at["output_offset"], at["act_min"], at["act_max"],
               int(per_channel)]
@@ -256,7 +252,7 @@ def emit_add(op: Op, fn: str, ctx: LayerContext) -> list[str]:
         return [f"{fn}({ctx.pointer(a)}, {ctx.pointer(b)}, {tables[0]}, {tables[1]}, {ctx.pointer(y)}, {size}, "
                 f"{c_int(at['output_offset'])}, {c_int(at['output_multiplier'])}, {c_int(at['output_shift'])}, "
                 f"{c_int(at['act_min'])}, {c_int(at['act_max'])});"]
-    if getattr(ctx.choice, "signature", "") == "add_broadcast":
+    if _signature(ctx) == "add_broadcast":
         s1, s2, so = _broadcast_shapes(op, ctx)
         return [f"{fn}({ctx.pointer(a)}, {s1}, {ctx.pointer(b)}, {s2}, {c_int(at['input1_offset'])}, "
                 f"{c_int(at['input1_multiplier'])}, {c_int(at['input1_shift'])}, {c_int(at['input2_offset'])}, "
@@ -275,7 +271,7 @@ def emit_mul(op: Op, fn: str, ctx: LayerContext) -> list[str]:
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
     at = op.attrs
     size = ctx.value(y).size
-    if getattr(ctx.choice, "signature", "") == "mul_broadcast":
+    if _signature(ctx) == "mul_broadcast":
         s1, s2, so = _broadcast_shapes(op, ctx)
         return [f"{fn}({ctx.pointer(a)}, {s1}, {ctx.pointer(b)}, {s2}, {c_int(at['input1_offset'])}, "
                 f"{c_int(at['input2_offset'])}, {ctx.pointer(y)}, {so}, {c_int(at['output_offset'])}, "
