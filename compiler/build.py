@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .codegen.build_files import BuildSources
 from .errors import TinycError
 from .ir import Graph
 
@@ -142,22 +143,22 @@ def cmsis_nn_library(root: str | Path, compiler: str, cflags: list[str] | tuple[
     return library
 
 
-def model_sources(gen_dir: Path, cmsis_nn: Path | None) -> tuple[list[Path], list[Path]]:
-    """C sources and include dirs of a generated model: its own files and runtime_c's kernels, or,
-    with a CMSIS-NN checkout, its own files and runtime_c's tinyc_*.c only (CMSIS-NN is linked as
-    the library cmsis_nn_library() builds)."""
-    model = sorted(p for p in gen_dir.glob("*.c"))
-    runtime = sorted((gen_dir / "runtime_c").glob("*.c"))
+def model_sources(gen_dir: Path, sources: BuildSources, cmsis_nn: Path | None) -> tuple[list[Path], list[Path]]:
+    """C sources and include dirs of a generated model in `gen_dir`: its own files, tinyc's kernels
+    and runtime_c's CMSIS-NN functions, or, with a CMSIS-NN checkout, its own files and tinyc's
+    kernels only (CMSIS-NN is linked as the library cmsis_nn_library() builds)."""
+    model = [gen_dir / p for p in sources.model]
     if cmsis_nn is None:
-        return model + runtime, [gen_dir, gen_dir / "runtime_c"]
-    own = [p for p in runtime if p.name.startswith("tinyc_")]
+        runtime = sorted(sources.tinyc + sources.cmsis_nn)
+        return model + [gen_dir / p for p in runtime], [gen_dir, gen_dir / "runtime_c"]
     # CMSIS-NN's headers come before runtime_c's, which then only serve tinyc_kernels.h.
-    return model + own, [gen_dir, *cmsis_nn_include_dirs(cmsis_nn), gen_dir / "runtime_c"]
+    return model + [gen_dir / p for p in sorted(sources.tinyc)], [gen_dir, *cmsis_nn_include_dirs(cmsis_nn),
+                                                                    gen_dir / "runtime_c"]
 
 
 # ----------------------------------------------------------------------------------------- host
 
-def build_host(gen_dir: Path, harness: Path, exe: Path, *, sanitize: bool = False,
+def build_host(gen_dir: Path, sources: BuildSources, harness: Path, exe: Path, *, sanitize: bool = False,
                cmsis_nn: Path | None = None, opt: str = "-O2", cc: str = "cc",
                defines: tuple[str, ...] = ()) -> Path:
     """Compile the generated model + harness for this machine with the strict warning flags (which
@@ -165,8 +166,8 @@ def build_host(gen_dir: Path, harness: Path, exe: Path, *, sanitize: bool = Fals
     -D flags, e.g. TINYC_USE_DSP=1 to run runtime_c's DSP algorithms on C models of the
     instructions."""
     _compiler_identity(cc)
-    sources, includes = model_sources(gen_dir, cmsis_nn)
-    sources.append(harness)
+    files, includes = model_sources(gen_dir, sources, cmsis_nn)
+    files.append(harness)
     sanitizer = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"] if sanitize else []
     libraries: list[str] = []
     if cmsis_nn is not None:
@@ -180,7 +181,7 @@ def build_host(gen_dir: Path, harness: Path, exe: Path, *, sanitize: bool = Fals
     else:
         include_flags = [f"-I{d}" for d in includes]
     cmd = [cc, opt, *STRICT_CFLAGS, *[f"-D{d}" for d in defines], *include_flags, *sanitizer]
-    cmd += [str(s) for s in sources] + libraries + ["-o", str(exe), "-lm"]
+    cmd += [str(s) for s in files] + libraries + ["-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         first = next((line for line in proc.stderr.splitlines() if "error" in line),

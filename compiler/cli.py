@@ -71,22 +71,27 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-p", "--passes", default="", help="Comma-separated pass names, run in order "
-              "(default: none; 'default' = the full pipeline).")
+              "(default: none; 'default' = the lowering pipeline, 'target' = select-kernels,plan-memory).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the IR here instead of stdout.")
 @click.option("--print-after-all", is_flag=True, help="Print the IR after every pass (to stdout).")
 @click.option("--elide-constants", is_flag=True, help="Print large constants as elided resources.")
+@click.option("--target", default=None, help="Target of the target passes (select-kernels, plan-memory); "
+              "default: the graph's meta target, else host.")
 @input_shape_option
 @_user_errors
 def opt(model: str, passes: str, output: str | None, print_after_all: bool, elide_constants: bool,
-        input_shapes: tuple[str, ...]) -> None:
+        target: str | None, input_shapes: tuple[str, ...]) -> None:
     """Read MODEL (ONNX or textual IR), run passes, print tinyc IR."""
     from tinyc import passes as registry
     from .driver import load_graph, lower, parse_input_shapes
     from .textir import print_graph
     names = [p.strip() for p in passes.split(",") if p.strip()]
-    if names == ["default"]:
-        names = list(registry.DEFAULT_PIPELINE)
+    names = [n for name in names for n in (registry.DEFAULT_PIPELINE if name == "default" else
+                                            registry.TARGET_PIPELINE if name == "target" else [name])]
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
+    if target is not None:
+        from . import targets
+        graph.meta["target"] = targets.get(target).name
 
     def after(name, g):
         click.echo(f"// ----- IR after {name} -----")
@@ -177,21 +182,12 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
 def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis_nn, input_layout,
         max_arena, input_shapes):
     """Run MODEL on inputs and write its outputs."""
-    from . import tensor_io
-    from .driver import input_specs, load_graph, lower, parse_input_shapes, run_compiled, run_reference
-    graph = load_graph(model, parse_input_shapes(input_shapes) or None)
-    if target == "ref":
-        lowered = lower(graph)
-        if input_layout == "nhwc":
-            from .driver import use_nhwc_inputs
-            lowered = use_nhwc_inputs(lowered)
-        arrays = tensor_io.read_inputs(input_path, input_specs(lowered))
-        outputs = run_reference(lowered, arrays)
-    else:
-        outputs, cost = run_compiled(graph, input_path, _codegen_options(
-            target, name, arena_mode, max_arena, profile=profile), input_layout, cmsis_nn)
-        if cost:
-            click.echo(cost)
+    from . import driver, tensor_io
+    graph = driver.load_graph(model, driver.parse_input_shapes(input_shapes) or None)
+    options = None if target == "ref" else _codegen_options(target, name, arena_mode, max_arena, profile=profile)
+    outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn)
+    if cost:
+        click.echo(cost)
     tensor_io.write_outputs(output_path, outputs)
 
 

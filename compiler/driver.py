@@ -1,19 +1,25 @@
 """The compiler's data flow, one function per stage:
 
-    load (ONNX frontend or textual IR) -> lower (passes by name, verified) -> plan -> codegen -> build -> run
+    load (ONNX frontend or textual IR) -> lower (passes by name, verified)
+        -> for_target (select-kernels, plan-memory) -> codegen -> build -> run
 
-Each stage takes and returns the IR or plain data; the CLI and the Python API are thin layers over these.
+Each stage takes and returns the IR or plain data; the target is resolved once into a
+tinyc.targets.Target that every stage after lowering receives. The CLI and the Python API are thin
+layers over these.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import tensor_io
+from . import passes as registry
+from . import targets, tensor_io
 from .errors import TinycError
-from .ir import Graph
+from .ir import Graph, Value
+from .targets import Target
 from .verify import VerifyError, verify
 
 TEXT_IR_SUFFIXES = (".tir", ".mlir", ".txt")
@@ -67,7 +73,6 @@ def check(graph: Graph, stage: str) -> None:
 def lower(graph: Graph, passes: Sequence[str] | None = None,
           after_pass: Callable[[str, Graph], None] | None = None) -> Graph:
     """Run passes by name (default: the full pipeline), verifying the IR after each."""
-    from tinyc import passes as registry
     names = list(registry.DEFAULT_PIPELINE if passes is None else passes)
     fns = []
     for name in names:
@@ -126,13 +131,8 @@ def use_nhwc_inputs(graph: Graph) -> Graph:
     return g
 
 
-def compile_graph(graph: Graph, options, input_layout: str = "model"):
-    """Lower a graph with the default pipeline and generate its C (a codegen.GeneratedModel)."""
-    from .codegen import generate
-    return generate(lower_for_codegen(graph, input_layout), options)
-
-
 def lower_for_codegen(graph: Graph, input_layout: str = "model") -> Graph:
+    """The default pipeline, then inputs taken in the layout the caller passes (`--input-layout`)."""
     lowered = lower(graph)
     if input_layout == "nhwc":
         lowered = use_nhwc_inputs(lowered)
@@ -141,22 +141,52 @@ def lower_for_codegen(graph: Graph, input_layout: str = "model") -> Graph:
     return lowered
 
 
+def for_target(lowered: Graph, target: Target, *, strategy: str = "best", max_arena: int | None = None) -> Graph:
+    """A lowered graph prepared for `target`: every op records its kernel (select-kernels) and
+    graph.meta["memory_plan"] holds the arena plan made with those kernels (plan-memory); the code
+    generator reads both. Raises TinycError when the arena needs more than `max_arena` bytes."""
+    from .passes.plan_memory import plan_graph
+    g = targets.select_kernels(lowered, target)
+    g.meta["target"] = target.name
+    plan = plan_graph(g, target, strategy=strategy)
+    if max_arena is not None and plan["arena_bytes"] > max_arena:
+        peak = plan.get("peak", {})
+        live = ", ".join(f"{n} ({g.values[n].nbytes} B)" for n in peak.get("live", []) if n in g.values)
+        raise TinycError(f"arena needs {plan['arena_bytes']} bytes, more than --max-arena {max_arena}; peak at "
+                         f"layer {peak.get('op', '?')} with live tensors: {live or 'n/a'}")
+    g.meta["memory_plan"] = plan
+    return g
+
+
+def compile_graph(graph: Graph, options, input_layout: str = "model"):
+    """Lower a graph with the default pipeline, prepare it for options.target and generate its C (a
+    codegen.GeneratedModel)."""
+    return generate_for_target(lower_for_codegen(graph, input_layout), options)
+
+
+def generate_for_target(lowered: Graph, options):
+    """Prepare a lowered graph for options.target (for_target) and generate its C."""
+    from .codegen import generate
+    prepared = for_target(lowered, options.target, strategy=options.plan_strategy, max_arena=options.max_arena)
+    return generate(prepared, options)
+
+
 def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options, workdir: Path,
                   cmsis_nn: str | None = None, sanitize: bool = False):
     """Generate C for `lowered`, build it for options.target and run the samples through it.
 
     Returns (per-sample outputs, cost dict or None). Host builds use the strict warning flags."""
     from .build import build_host, run_host
-    from .codegen import generate, write_output_dir
+    from .codegen import write_output_dir
     from .codegen.harness import harness_source
-    generated = generate(lowered, options)
+    generated = generate_for_target(lowered, options)
     gen_dir = workdir / "gen"
     write_output_dir(generated, gen_dir, force=True)
     harness = workdir / "harness_main.c"
     align = int(generated.plan.get("alignment", 16))
     harness.write_text(harness_source(lowered, options.name, options.arena, max(align, 16)))
-    if options.target == "host":
-        exe = build_host(gen_dir, harness, workdir / "model_host", sanitize=sanitize,
+    if options.target.is_host:
+        exe = build_host(gen_dir, generated.sources, harness, workdir / "model_host", sanitize=sanitize,
                          cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
         return run_host(exe, lowered, samples, workdir), None
     from .emulator_run import run_on_emulator
@@ -164,12 +194,15 @@ def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options,
                            cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
 
 
-def run_compiled(graph: Graph, input_path: str, options, input_layout: str = "model",
-                 cmsis_nn: str | None = None):
-    """`tinyc run --target host|cortex-*`: compile, build once, run the whole batch."""
-    import tempfile
+def run(graph: Graph, input_path: str, target: str, options, input_layout: str = "model",
+        cmsis_nn: str | None = None):
+    """`tinyc run`: the model's outputs for the inputs in `input_path` (one sample or a batch), from
+    the reference interpreter (target "ref") or the compiled C built once for the host or an emulated
+    core. Returns (outputs, cost or None)."""
     lowered = lower_for_codegen(graph, input_layout)
     arrays = tensor_io.read_inputs(input_path, input_specs(lowered))
+    if target == "ref":
+        return run_reference(lowered, arrays), None
     batch = tensor_io.split_batch(arrays, input_specs(lowered))
     with tempfile.TemporaryDirectory(prefix="tinyc-run-") as tmp:
         outputs, cost = build_and_run(lowered, batch.samples, options, Path(tmp), cmsis_nn)

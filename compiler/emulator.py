@@ -24,8 +24,9 @@ from pathlib import Path
 
 from . import targets
 from .errors import TinycError
+from .runtime_c import BAREMETAL as BAREMETAL_DIR
+from .targets import Board, Target
 
-BAREMETAL_DIR = Path(__file__).resolve().parent.parent / "runtime_c" / "baremetal"
 LINKER_SCRIPT_DIR = BAREMETAL_DIR / "ld"
 PLUGIN_SOURCE = BAREMETAL_DIR / "qemu_plugin" / "tinyc_insn_count.c"
 HARNESS_SOURCES = ("startup.S", "tinyc_markers.S", "tinyc_harness.c", "tinyc_profile.c",
@@ -46,52 +47,19 @@ class EmulatorError(TinycError):
     """Building or running firmware failed (tool missing, build error, hang, crash)."""
 
 
-@dataclass(frozen=True)
-class Board:
-    """A QEMU machine: its linker script and the core clock that drives SysTick."""
-    machine: str
-    linker_script: str
-    core_clock_hz: int
-
-    @property
-    def instructions_per_tick(self) -> float:
-        # With -icount shift=0 one instruction is 1 ns of virtual time.
-        return 1e9 / self.core_clock_hz
-
-
-BOARDS = {
-    "mps2-an385": Board("mps2-an385", "mps2-an385.ld", 25_000_000),
-    "mps2-an386": Board("mps2-an386", "mps2-an386.ld", 25_000_000),
-    "mps2-an500": Board("mps2-an500", "mps2-an500.ld", 25_000_000),
-    "mps2-an505": Board("mps2-an505", "mps2-an505.ld", 20_000_000),
-    "mps3-an547": Board("mps3-an547", "mps3-an547.ld", 32_000_000),
-}
-
-# QEMU 7.2's mps3-an524 runs its Cortex-M33 (SSE-200 CPU0) without an FPU, so hard-float code faults
-# there (NOCP); mps2-an505 has one Cortex-M33 with FPU and DSP (see runtime_c/baremetal/README.md).
-_MACHINE_SUBSTITUTES = {"mps3-an524": "mps2-an505"}
-
-
-def _board_and_flags(target: str) -> tuple[Board, tuple[str, ...]]:
-    """The board to emulate `target` on and the GCC flags selecting its core and FPU.
-
-    Both come from the target registry (tinyc.targets: Target.qemu_machine and Target.cflags);
-    this is the only place that reads them."""
+def _board_and_flags(target: Target | str) -> tuple[Board, tuple[str, ...]]:
+    """The board that emulates `target` and the GCC flags selecting its core and FPU, both from the
+    target (tinyc.targets: Target.board and Target.cflags)."""
     spec = targets.get(target)
-    machine = _emulated_machine(spec)
-    if machine not in BOARDS:
+    if spec.board is None:
         raise TinycError(f"target {spec.name} has no emulated board: run on one of "
                          f"{', '.join(emulated_targets())}")
-    return BOARDS[machine], tuple(spec.cflags)
-
-
-def _emulated_machine(spec: targets.Target) -> str | None:
-    return _MACHINE_SUBSTITUTES.get(spec.qemu_machine, spec.qemu_machine)
+    return spec.board, tuple(spec.cflags)
 
 
 def emulated_targets() -> tuple[str, ...]:
     """Names of the targets that run_firmware can run, smallest core first."""
-    return tuple(name for name in targets.names() if _emulated_machine(targets.get(name)) in BOARDS)
+    return tuple(name for name in targets.names() if targets.get(name).board is not None)
 
 
 # ----------------------------------------------------------------------------------- tools
@@ -104,9 +72,10 @@ def _install_hint(package: str) -> str:
     return f"install the Debian package {package} (apt-get install --no-install-recommends {package})"
 
 
-def check_tools(target: str) -> None:
+def check_tools(target: Target | str) -> None:
     """Raise TinycError naming the Debian package to install if a tool for `target` is missing."""
     board, flags = _board_and_flags(target)
+    target = targets.get(target).name
     for tool, package in _DEBIAN_PACKAGES.items():
         if shutil.which(tool) is None:
             raise TinycError(f"{tool} not found on PATH: {_install_hint(package)}")
@@ -143,7 +112,7 @@ def _qemu_machines(qemu_path: str | None) -> frozenset[str]:
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def build_firmware(target: str, sources: list[Path], include_dirs: list[Path], out_dir: Path,
+def build_firmware(target: Target | str, sources: list[Path], include_dirs: list[Path], out_dir: Path,
                    defines: dict[str, str] | None = None, opt: str = "-O2", extra_cflags=(),
                    *, name: str = "firmware", stack_size: int = DEFAULT_STACK_SIZE) -> Path:
     """Compile `sources` with the harness for `target` and link an ELF; return its path.
@@ -156,6 +125,7 @@ def build_firmware(target: str, sources: list[Path], include_dirs: list[Path], o
     """
     check_tools(target)
     board, flags = _board_and_flags(target)
+    target = targets.get(target).name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if stack_size < 1024 or stack_size % 8:
@@ -257,7 +227,7 @@ class RunResult:
             self.stack_peak >= self.stack_size
 
 
-def run_firmware(elf: Path, target: str, timeout_s: float = 60, workdir: Path | None = None,
+def run_firmware(elf: Path, target: Target | str, timeout_s: float = 60, workdir: Path | None = None,
                  *, exact: bool | None = None) -> RunResult:
     """Run `elf` on the target's board in QEMU (sandboxed, under `timeout_s`) and parse its report.
 
@@ -268,6 +238,7 @@ def run_firmware(elf: Path, target: str, timeout_s: float = 60, workdir: Path | 
     """
     check_tools(target)
     board, _ = _board_and_flags(target)
+    target = targets.get(target).name
     elf = Path(elf).resolve()
     if not elf.exists():
         raise TinycError(f"firmware {elf} does not exist: build it with build_firmware first")

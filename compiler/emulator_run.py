@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .build import cmsis_nn_library, model_sources, pack_samples, unpack_outputs
+from .codegen.build_files import BuildSources
 from .errors import TinycError
 from .ir import Graph
+from .targets import Target
 
 
 @dataclass
@@ -66,25 +68,22 @@ class EmulatorCost:
         return "\n".join(lines)
 
 
-AR = "arm-none-eabi-ar"  # binutils-arm-none-eabi, like arm-none-eabi-size and -nm
 FIRMWARE_OPT = "-O2"
 FIRMWARE_CFLAGS = ("-std=c99",)
 
 
-def firmware_sources(gen_dir: Path, harness: Path, cmsis_nn: Path | None,
-                     target: str) -> tuple[list[Path], list[Path]]:
+def firmware_sources(gen_dir: Path, sources: BuildSources, harness: Path, cmsis_nn: Path | None,
+                     target: Target) -> tuple[list[Path], list[Path]]:
     """Sources (and, with CMSIS-NN, its library for `target`, last) and include dirs of a model's
     firmware."""
-    sources, includes = model_sources(gen_dir, cmsis_nn)
-    sources.append(harness)
+    files, includes = model_sources(gen_dir, sources, cmsis_nn)
+    files.append(harness)
     if cmsis_nn is not None:
-        from . import targets
-        from .emulator import GCC
         # The same code generation flags build_firmware gives every source.
-        flags = [*targets.get(target).cflags, FIRMWARE_OPT, "-g", "-ffunction-sections", "-fdata-sections",
+        flags = [*target.cflags, FIRMWARE_OPT, "-g", "-ffunction-sections", "-fdata-sections",
                  *FIRMWARE_CFLAGS, "-w"]
-        sources.append(cmsis_nn_library(cmsis_nn, GCC, flags, AR))
-    return sources, includes
+        files.append(cmsis_nn_library(cmsis_nn, target.compiler, flags, target.archiver))
+    return files, includes
 
 
 def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
@@ -92,7 +91,7 @@ def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
                     cmsis_nn: Path | None = None, timeout_s: float = 600):
     from .emulator import build_firmware, elf_sizes, run_firmware
     gen_dir, harness = Path(gen_dir).resolve(), Path(harness).resolve()
-    sources, includes = firmware_sources(gen_dir, harness, cmsis_nn, options.target)
+    sources, includes = firmware_sources(gen_dir, generated.sources, harness, cmsis_nn, options.target)
     defines = {"TINYC_MEASURE": ""}
     if options.profile:
         defines["TINYC_PROFILE"] = ""
@@ -101,7 +100,7 @@ def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
     (workdir / "input.bin").write_bytes(pack_samples(lowered, samples))
     result = run_firmware(elf, options.target, timeout_s=timeout_s, workdir=workdir)
     if result.exit_code != 0:
-        raise TinycError(f"the model failed on {options.target} (exit {result.exit_code}): "
+        raise TinycError(f"the model failed on {options.target.name} (exit {result.exit_code}): "
                          f"{result.stdout.strip().splitlines()[-1] if result.stdout.strip() else 'no output'}")
     outputs = unpack_outputs(lowered, (workdir / "output.bin").read_bytes(), len(samples))
     inference = result.inference
@@ -116,7 +115,7 @@ def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
             layers.append({"index": region.id, "node": name, "kernel": row.get("kernel", "?"),
                            "instructions": region.instructions // max(region.calls, 1)})
     cost = EmulatorCost(
-        target=options.target, board=result.board, exact=result.exact, samples=len(samples),
+        target=options.target.name, board=result.board, exact=result.exact, samples=len(samples),
         instructions_per_inference=inference.instructions // inference.calls,
         stack_bytes=int(result.stack_peak or 0), arena_bytes=generated.report["arena_bytes"],
         flash_bytes=int(sizes["flash"]), weight_bytes=generated.report["weight_bytes"],

@@ -18,6 +18,12 @@ from .ir import Op, Value
 
 REQUIRED = object()
 ACTIVATIONS = ("none", "relu", "relu6", "clip")
+# Every op may carry the kernel chosen for it on the compile's target (tinyc.targets.select_kernels),
+# the name of a kernel declared in tinyc.targets.kernels.
+KERNEL_ATTR = "impl"
+# Ops whose output is, by definition, the input's bytes (docs/ir.md). A transpose that moves only
+# axes of size 1 is one too (`is_view`).
+VIEW_KINDS = ("reshape", "identity")
 
 
 class ShapeError(ValueError):
@@ -327,6 +333,21 @@ def with_defaults(op: Op) -> dict[str, Any]:
     out = {k: attr(op, k) for k in spec(op.kind).attrs if k in op.attrs or spec(op.kind).attrs[k][1] is not REQUIRED}
     out.update({k: v for k, v in op.attrs.items() if k not in out})
     return out
+
+
+def moves_only_unit_axes(shape: Sequence[int], perm: Sequence[int]) -> bool:
+    """True when transposing `shape` by `perm` keeps the bytes in the same order (it only moves axes
+    of size 1), so a reshape does the same job."""
+    kept = [p for p in perm if shape[p] != 1]
+    return kept == sorted(kept)
+
+
+def is_view(op: Op, input_shape: Sequence[int]) -> bool:
+    """The op's output is its input's bytes, whatever the target: a reshape or identity, or a transpose
+    of `input_shape` that moves only axes of size 1."""
+    if op.kind in VIEW_KINDS:
+        return True
+    return op.kind == "transpose" and moves_only_unit_axes(input_shape, attr(op, "perm"))
 
 
 def infer_shapes(op: Op, ins: Sequence[Value]) -> list[tuple[int, ...]]:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .ir import DTYPES, LAYOUTS, Graph, Op, Value
-from .ops import ACTIVATIONS, REQUIRED, SPECS, ShapeError, infer_shapes
+from .ops import ACTIVATIONS, KERNEL_ATTR, REQUIRED, SPECS, ShapeError, infer_shapes
 
 DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
                 "int32": (-(2 ** 31), 2 ** 31 - 1)}
@@ -162,6 +162,8 @@ def verify(graph: Graph) -> None:
                 _check_attr_type(op, key, spec.attrs[key][0], value)
             elif key in spec.lowered:
                 _check_attr_type(op, key, spec.lowered[key], value)
+            elif key == KERNEL_ATTR:
+                _check_attr_type(op, key, "str", value)
             else:
                 raise VerifyError(f"{where}: unknown attribute {key!r}")
         for key, (_, default) in spec.attrs.items():

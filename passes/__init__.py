@@ -21,11 +21,14 @@ _MODULES = {
     "qdq-to-integer": "qdq_to_integer",
     "requantize": "requantize",
     "layout": "layout",
+    "select-kernels": "select_kernels",
     "plan-memory": "plan_memory",
 }
 
-# What `tinyc compile/run` apply after import, in order.
+# What `tinyc compile/run` apply after import, in order: the target-independent lowering. Compiling
+# for a target then runs TARGET_PIPELINE with graph.meta["target"] set (tinyc.driver.for_target).
 DEFAULT_PIPELINE = ["canonicalize", "fuse", "qdq-to-integer", "fuse", "requantize", "layout"]
+TARGET_PIPELINE = ["select-kernels", "plan-memory"]
 
 
 def register(name: str) -> Callable[[PassFn], PassFn]:

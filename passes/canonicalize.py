@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyc.ir import Graph, Op, QuantParams, Value
-from tinyc.ops import attr
+from tinyc.ops import attr, moves_only_unit_axes
 from tinyc.passes import register
 
 from ._patterns import (ConstLike, apply_rule, bypass, channel_axis, const_like, drop_if_unread,
@@ -286,9 +286,7 @@ def _global_pool_to_avg_pool(g: Graph, op: Op) -> bool:
 def _unit_transpose_to_reshape(g: Graph, op: Op) -> bool:
     if op.kind != "transpose":
         return False
-    shape = g.values[op.inputs[0]].shape
-    moved = [axis for axis in op.attrs["perm"] if shape[axis] != 1]
-    if moved != sorted(moved):
+    if not moves_only_unit_axes(g.values[op.inputs[0]].shape, op.attrs["perm"]):
         return False
     op.kind, op.attrs = "reshape", {"shape": list(g.values[op.outputs[0]].shape)}
     return True

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from tinyc.ir import Graph, Op, QuantParams, Value
+from tinyc.ops import moves_only_unit_axes
 from tinyc.passes import register
 
 TO_NHWC = (0, 2, 3, 1)
@@ -46,13 +47,6 @@ def inverse(perm: Sequence[int]) -> tuple[int, ...]:
 
 def permute(items: Sequence, perm: Sequence[int]) -> tuple:
     return tuple(items[p] for p in perm)
-
-
-def moves_only_unit_axes(shape: Sequence[int], perm: Sequence[int]) -> bool:
-    """True when transposing `shape` by `perm` keeps the bytes in the same order (it only moves
-    axes of size 1), so a reshape does the same job."""
-    kept = [p for p in perm if shape[p] != 1]
-    return kept == sorted(kept)
 
 
 def permuted_quant(quant: QuantParams | None, perm: Sequence[int]) -> QuantParams | None:

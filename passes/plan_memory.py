@@ -14,8 +14,9 @@ The schedule is the graph's op order (step i runs graph.ops[i]). Where each valu
 - a kernel's scratch buffer is live only at its op's step.
 
 `plan_graph` returns the plan as a JSON-able dict (see its docstring); the pass stores it in
-graph.meta["memory_plan"]. Target facts (alignment, views, scratch bytes, in-place safety) come from
-tinyc.targets through `target_memory`, the one place that reads that interface.
+graph.meta["memory_plan"], where the code generator reads it. Target facts (alignment, views, scratch
+bytes, in-place safety) come from the kernels `select-kernels` recorded on the ops, through
+`target_memory`, the one place that reads them.
 """
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinyc.ir import Graph, Op
+from tinyc import targets
 from tinyc.errors import TinycError
+from tinyc.ir import Graph, Op
 from tinyc.memplan import STRATEGIES, Buffer, check, lower_bound, plan_offsets
+from tinyc.ops import is_view
 from tinyc.passes import register
-
-# Ops the IR defines as the same bytes (docs/ir.md): views even when a target has no kernel entry.
-VIEW_KINDS = ("reshape",)
+from tinyc.targets import Target
 
 
 @dataclass(frozen=True)
@@ -51,37 +52,36 @@ class TargetMemory:
     kernel_memory: Callable[[Op, Graph], KernelMemory]
 
 
-def target_memory(target_name: str) -> TargetMemory:
-    """The memory facts of a target from tinyc.targets: its arena alignment and, per op, the chosen
-    kernel's scratch bytes, in-place inputs and whether it is a view. An op without a kernel (the
-    code generator refuses those) is planned as a kernel without scratch that cannot work in place."""
-    from tinyc import targets
-
-    target = targets.get(target_name)
+def target_memory(target: Target | str) -> TargetMemory:
+    """The memory facts of a target: its arena alignment and, per op, the facts of the kernel
+    `select_kernels` recorded on it (scratch bytes, in-place inputs, view, raster order). An op without
+    a recorded kernel (a graph that was not annotated) is planned as a kernel without scratch that
+    cannot work in place, or as a view when the IR defines it as one (tinyc.ops.is_view)."""
+    target = targets.get(target)
 
     def kernel_memory(op: Op, graph: Graph) -> KernelMemory:
-        choice = targets.select_kernel(target, op, graph)
+        choice = targets.kernel_choice(target, op, graph)
         if choice is None:
-            return KernelMemory(is_view=op.kind in VIEW_KINDS)
-        return KernelMemory(scratch_bytes=choice.scratch_bytes,
-                            in_place_inputs=tuple(choice.in_place_inputs), is_view=choice.is_view,
-                            raster_block=choice.raster_block)
+            return KernelMemory(is_view=is_view(op, graph.values[op.inputs[0]].shape))
+        return KernelMemory(scratch_bytes=choice.scratch_bytes, in_place_inputs=choice.in_place_inputs,
+                            is_view=choice.is_view, raster_block=choice.raster_block)
 
     return TargetMemory(target.alignment, kernel_memory)
 
 
 @register("plan-memory")
 def plan_memory(graph: Graph) -> Graph:
-    """Attach the memory plan for target graph.meta.get("target", "host") as
-    graph.meta["memory_plan"] (the dict `plan_graph` returns). Ops and values are unchanged."""
+    """Attach the memory plan for the target named by graph.meta["target"] (default "host") as
+    graph.meta["memory_plan"] (the dict `plan_graph` returns), using the kernels `select-kernels`
+    recorded. Ops and values are unchanged; the code generator lays the arena out by this plan."""
     g = graph.copy()
     g.meta["memory_plan"] = plan_graph(g, g.meta.get("target", "host"))
     return g
 
 
-def plan_graph(graph: Graph, target_name: str, strategy: str = "best") -> dict[str, Any]:
-    """The memory plan of `graph` for the named target (see `plan_graph_for`)."""
-    return plan_graph_for(graph, target_memory(target_name), strategy)
+def plan_graph(graph: Graph, target: Target | str, strategy: str = "best") -> dict[str, Any]:
+    """The memory plan of `graph` on `target` (see `plan_graph_for`)."""
+    return plan_graph_for(graph, target_memory(target), strategy)
 
 
 class _AliasClasses:

@@ -1,25 +1,32 @@
-"""Targets: the cores tinyc generates code for, and which kernel runs each op on them.
+"""Targets: the cores tinyc generates code for, and the kernels that run each op on them.
 
     get(name) -> Target                      one of names(); TinycError for an unknown name
     names() -> list[str]                     cortex-m0, cortex-m0plus, cortex-m3, cortex-m4, cortex-m7,
                                              cortex-m33, cortex-m55, host
-    select_kernel(target, op, graph) -> KernelChoice | None
-    fc_kernel_sums(weights, bias, input_offset) -> int32 array for Helium fully connected layers
+    select_kernels(graph, target) -> Graph   records the kernel of every op (op.attrs["impl"])
+    kernel_choices(graph, target)            {op name: KernelChoice} of a graph select_kernels annotated
+    select_kernel(target, op, graph)         the kernel for one op (KernelChoice), or None
+    kernel(name), all_kernels()              the declarations (tinyc.targets.kernels)
 
-A Target carries the compiler flags, ISA features (DSP, Helium, FPU), arena alignment, the QEMU board
-and a cost model; a KernelChoice the function to call, its scratch bytes on that target and whether
-it may write its output over its input. See cores.py and kernels.py.
+A Target carries the toolchain and flags, ISA features (DSP, Helium, FPU), arena alignment, the QEMU
+board and instructions per unit of work; a Kernel is one C function's declaration; a KernelChoice
+the facts of running one op with it (scratch bytes, in-place inputs, raster order, work).
+See cores.py, registry.py and kernels/.
 """
 from __future__ import annotations
 
-from tinyc.errors import TinycError
+from tinyc.errors import TinycError, UnsupportedError
 from tinyc.ir import Graph, Op
+from tinyc.ops import KERNEL_ATTR
 
-from .cores import TARGETS, CostModel, Target
-from .kernels import KernelChoice, fc_kernel_sums
-from .kernels import select_kernel as _select_kernel
+from .cores import ISAS, TARGETS, Board, Target
+from .registry import (VIEW, DTypes, Kernel, KernelChoice, all_kernels, candidates, kernel, kernel_choice,
+                       refusals)
+from .registry import select_kernel as _select_kernel
 
-__all__ = ["CostModel", "KernelChoice", "Target", "fc_kernel_sums", "get", "names", "select_kernel"]
+__all__ = ["Board", "DTypes", "ISAS", "Kernel", "KernelChoice", "Target", "VIEW", "all_kernels", "candidates",
+           "get", "kernel", "kernel_choice", "kernel_choices", "names", "refusals", "select_kernel",
+           "select_kernels"]
 
 
 def names() -> list[str]:
@@ -40,3 +47,32 @@ def get(name: str | Target) -> Target:
 def select_kernel(target: str | Target, op: Op, graph: Graph) -> KernelChoice | None:
     """The kernel that runs `op` on `target` (a Target or its name), or None when there is none."""
     return _select_kernel(get(target), op, graph)
+
+
+def select_kernels(graph: Graph, target: Target) -> Graph:
+    """A copy of `graph` whose every op records the kernel that runs it on `target`
+    (op.attrs["impl"], the name of a declared kernel). Raises UnsupportedError listing every op
+    without one."""
+    g = graph.copy()
+    missing = []
+    for op in g.ops:
+        choice = _select_kernel(target, op, g)
+        if choice is None:
+            missing.append(f"{op.kind} (node {op.name})")
+        else:
+            op.attrs[KERNEL_ATTR] = choice.kernel.name
+    if missing:
+        raise UnsupportedError(f"no {target.name} kernel for {len(missing)} op(s): {', '.join(missing)}; "
+                               f"these ops cannot be compiled for this target yet")
+    return g
+
+
+def kernel_choices(graph: Graph, target: Target) -> dict[str, KernelChoice]:
+    """The recorded kernel of every op of a graph `select_kernels` annotated, with its facts."""
+    choices = {}
+    for op in graph.ops:
+        choice = kernel_choice(target, op, graph)
+        if choice is None:
+            raise ValueError(f"op {op.name!r} has no kernel: run select_kernels first")
+        choices[op.name] = choice
+    return choices

@@ -10,7 +10,7 @@ Integer arithmetic here follows C: `_c_div` and `_c_rem` truncate toward zero li
 """
 from __future__ import annotations
 
-ISAS = ("plain", "dsp", "mve")
+from .cores import ISAS
 
 # Helium's depthwise kernel works on blocks of this many channels.
 MVE_DW_CHANNEL_BLOCK = 124

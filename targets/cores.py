@@ -1,14 +1,20 @@
-"""The cores tinyc compiles for: compiler flags, ISA features, arena alignment, emulator board and a
-rough cost model.
+"""The cores tinyc compiles for: toolchain and flags, ISA features, arena alignment, the emulator
+board, and instructions per unit of work for estimates.
 
-A `Target` is plain data. Its `isa` ("plain", "dsp" or "mve") decides which CMSIS-NN kernels pay off
-and how much scratch they need (tinyc.targets.kernels, tinyc.targets.buffer_sizes).
+A `Target` is plain data, resolved once from its name (`tinyc.targets.get`) and handed to every stage:
+kernel selection, the memory planner, code generation, the build files, the builds and the emulator.
+Its `isa` ("plain", "dsp" or "mve") decides which kernels pay off and how much scratch they need
+(tinyc.targets.kernels).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
+
+# The instruction sets kernels are written for: no SIMD (Armv6-M, Armv7-M, hosts), the DSP extension
+# (Armv7E-M / Armv8-M Mainline: SMLAD, SXTB16...) and Helium (the M-profile vector extension).
+ISAS = ("plain", "dsp", "mve")
 
 # ---- cost model -----------------------------------------------------------------------------------
 # Estimated instructions per unit of work (one multiply-accumulate for convolutions and fully
@@ -29,36 +35,19 @@ _MVE = {"conv": 0.3, "depthwise": 0.6, "fc": 0.3, "add": 1.5, "mul": 1.0, "pool"
 _HOST = {"conv": 0.5, "depthwise": 1.0, "fc": 0.5, "add": 10.0, "mul": 5.0, "pool": 1.0,
          "softmax": 40.0, "lut": 2.0, "quantize": 5.0, "dequantize": 2.0, "rescale": 5.0, "move": 1.0}
 
-# Which cost class each kernel function belongs to.
-_KERNEL_CLASS = {
-    "arm_convolve_wrapper_s8": "conv", "arm_convolve_s8": "conv", "arm_convolve_1x1_s8_fast": "conv",
-    "arm_convolve_1x1_s8": "conv", "arm_convolve_1_x_n_s8": "conv", "tinyc_conv_s8": "conv",
-    "tinyc_fully_connected_s8": "fc", "tinyc_add_s8": "add",
-    "arm_depthwise_conv_wrapper_s8": "depthwise", "arm_depthwise_conv_s8": "depthwise",
-    "arm_depthwise_conv_3x3_s8": "depthwise", "arm_depthwise_conv_s8_opt": "depthwise",
-    "arm_fully_connected_s8": "fc", "arm_fully_connected_per_channel_s8": "fc",
-    "arm_elementwise_add_s8": "add", "tinyc_add_broadcast_s8": "add",
-    "arm_elementwise_mul_s8": "mul", "tinyc_mul_broadcast_s8": "mul",
-    "arm_avgpool_s8": "pool", "arm_max_pool_s8": "pool", "arm_softmax_s8": "softmax",
-    "tinyc_lut_s8": "lut", "tinyc_quantize_f32_s8": "quantize", "tinyc_quantize_f32_u8": "quantize",
-    "tinyc_dequantize_s8_f32": "dequantize", "tinyc_dequantize_u8_f32": "dequantize",
-    "tinyc_rescale_s8": "rescale", "tinyc_rescale_u8_s8": "rescale", "tinyc_rescale_s8_u8": "rescale",
-    "tinyc_transpose_s8": "move", "tinyc_transpose_u8": "move", "tinyc_transpose_f32": "move",
-    "tinyc_pad_s8": "move", "tinyc_concat_s8": "move",
-}
-
-
 @dataclass(frozen=True)
-class CostModel:
-    """Instructions per unit of work by kernel class (see module comment)."""
+class Board:
+    """A QEMU machine that emulates a core: its linker script (runtime_c/baremetal/ld) and the core
+    clock that drives SysTick."""
 
-    per_work: Mapping[str, float]
+    machine: str
+    linker_script: str
+    core_clock_hz: int
 
-    def instructions_per_work(self, function: str) -> float:
-        """Estimated instructions per MAC (convolutions, fully connected) or per output element."""
-        if not function:
-            return 0.0  # a view: no code
-        return self.per_work[_KERNEL_CLASS.get(function, "move")]
+    @property
+    def instructions_per_tick(self) -> float:
+        # With -icount shift=0 one instruction is 1 ns of virtual time.
+        return 1e9 / self.core_clock_hz
 
 
 @dataclass(frozen=True)
@@ -67,69 +56,88 @@ class Target:
 
     name: str
     description: str
-    compiler: str                      # C compiler driver
+    cross_prefix: str                  # toolchain prefix: "arm-none-eabi-" (gcc, ar, size, nm...) or ""
     cflags: tuple[str, ...]            # CPU / ABI flags for every compile and link
     arch: str
     dsp: bool                          # Armv7E-M / v8-M DSP extension (SMLAD, SXTB16, ...)
     mve: bool                          # Helium (M-profile vector extension)
     fpu: str | None                    # None: no FPU (software floating point)
     alignment: int                     # arena and constant alignment in bytes
-    qemu_machine: str | None           # qemu-system-arm -M value, None when QEMU has no board
-    cost: CostModel = field(repr=False, compare=False)
+    board: Board | None                # the QEMU board that runs it, None when QEMU has none
+    # Estimated instructions per unit of work (KernelChoice.work) by kernel cost class.
+    cost_per_work: Mapping[str, float] = field(repr=False, compare=False)
+
+    @property
+    def compiler(self) -> str:
+        """The C compiler driver."""
+        return f"{self.cross_prefix}gcc" if self.cross_prefix else "cc"
+
+    @property
+    def archiver(self) -> str:
+        return f"{self.cross_prefix}ar" if self.cross_prefix else "ar"
+
+    @property
+    def qemu_machine(self) -> str | None:
+        return self.board.machine if self.board else None
 
     @property
     def isa(self) -> str:
-        """The instruction set CMSIS-NN's kernels are built for: "mve", "dsp" or "plain"."""
+        """The instruction set kernels are built for: "mve", "dsp" or "plain" (one of ISAS)."""
         if self.mve:
             return "mve"
         return "dsp" if self.dsp else "plain"
 
     @property
-    def arena_alignment(self) -> int:
-        return self.alignment
-
-    @property
     def is_host(self) -> bool:
         return self.arch == "host"
 
-    def estimate_instructions(self, function: str, work: int) -> int:
-        """Rough instruction count of one kernel call doing `work` units (KernelChoice.work)."""
-        return int(round(self.cost.instructions_per_work(function) * work))
+    def estimate_instructions(self, cost_class: str, work: int) -> int:
+        """Rough instruction count of a kernel of `cost_class` doing `work` units."""
+        return int(round(self.cost_per_work[cost_class] * work))
 
 
-def _cost(table: dict[str, float]) -> CostModel:
-    return CostModel(MappingProxyType(dict(table)))
+def _cost(table: dict[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(table))
+
+
+# QEMU 7.2 boards (../shared/docs/emulator.md). Cortex-M33 runs on mps2-an505: QEMU 7.2's mps3-an524
+# starts the core of its SSE-200 that has no FPU, so hard-float code faults there
+# (see runtime_c/baremetal/README.md).
+_AN385 = Board("mps2-an385", "mps2-an385.ld", 25_000_000)
+_AN386 = Board("mps2-an386", "mps2-an386.ld", 25_000_000)
+_AN500 = Board("mps2-an500", "mps2-an500.ld", 25_000_000)
+_AN505 = Board("mps2-an505", "mps2-an505.ld", 20_000_000)
+_AN547 = Board("mps3-an547", "mps3-an547.ld", 32_000_000)
 
 
 def _arm(cpu: str, *abi: str) -> tuple[str, ...]:
     return (f"-mcpu={cpu}", "-mthumb") + abi
 
 
+_ARM = "arm-none-eabi-"
+
 _TARGETS = (
-    Target("cortex-m0", "Arm Cortex-M0 (Armv6-M, no DSP, no FPU)", "arm-none-eabi-gcc",
+    Target("cortex-m0", "Arm Cortex-M0 (Armv6-M, no DSP, no FPU)", _ARM,
            _arm("cortex-m0", "-mfloat-abi=soft"), "armv6-m", False, False, None, 4, None, _cost(_PLAIN_V6M)),
-    Target("cortex-m0plus", "Arm Cortex-M0+ (Armv6-M, no DSP, no FPU)", "arm-none-eabi-gcc",
+    Target("cortex-m0plus", "Arm Cortex-M0+ (Armv6-M, no DSP, no FPU)", _ARM,
            _arm("cortex-m0plus", "-mfloat-abi=soft"), "armv6-m", False, False, None, 4, None,
            _cost(_PLAIN_V6M)),
-    Target("cortex-m3", "Arm Cortex-M3 (Armv7-M, no DSP, no FPU)", "arm-none-eabi-gcc",
-           _arm("cortex-m3", "-mfloat-abi=soft"), "armv7-m", False, False, None, 4, "mps2-an385",
-           _cost(_PLAIN_V7M)),
-    Target("cortex-m4", "Arm Cortex-M4F (Armv7E-M, DSP, single-precision FPU)", "arm-none-eabi-gcc",
+    Target("cortex-m3", "Arm Cortex-M3 (Armv7-M, no DSP, no FPU)", _ARM,
+           _arm("cortex-m3", "-mfloat-abi=soft"), "armv7-m", False, False, None, 4, _AN385, _cost(_PLAIN_V7M)),
+    Target("cortex-m4", "Arm Cortex-M4F (Armv7E-M, DSP, single-precision FPU)", _ARM,
            _arm("cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"), "armv7e-m", True, False,
-           "fpv4-sp-d16", 4, "mps2-an386", _cost(_DSP)),
-    Target("cortex-m7", "Arm Cortex-M7 (Armv7E-M, DSP, double-precision FPU)", "arm-none-eabi-gcc",
+           "fpv4-sp-d16", 4, _AN386, _cost(_DSP)),
+    Target("cortex-m7", "Arm Cortex-M7 (Armv7E-M, DSP, double-precision FPU)", _ARM,
            _arm("cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"), "armv7e-m", True, False, "fpv5-d16", 4,
-           "mps2-an500", _cost(_DSP)),
-    # Cortex-M33 runs on mps2-an505: QEMU 7.2's mps3-an524 starts the core of its SSE-200 that has no
-    # FPU, so hard-float code faults there (see runtime_c/baremetal/README.md).
-    Target("cortex-m33", "Arm Cortex-M33 (Armv8-M Mainline, DSP, single-precision FPU)", "arm-none-eabi-gcc",
+           _AN500, _cost(_DSP)),
+    Target("cortex-m33", "Arm Cortex-M33 (Armv8-M Mainline, DSP, single-precision FPU)", _ARM,
            _arm("cortex-m33", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"), "armv8-m.main", True, False,
-           "fpv5-sp-d16", 4, "mps2-an505", _cost(_DSP)),
+           "fpv5-sp-d16", 4, _AN505, _cost(_DSP)),
     # -mcpu=cortex-m55 enables Helium (integer and float) and the FPU by itself.
-    Target("cortex-m55", "Arm Cortex-M55 (Armv8.1-M Mainline, DSP, Helium, FPU)", "arm-none-eabi-gcc",
-           _arm("cortex-m55", "-mfloat-abi=hard"), "armv8.1-m.main", True, True, "mve.fp", 16, "mps3-an547",
+    Target("cortex-m55", "Arm Cortex-M55 (Armv8.1-M Mainline, DSP, Helium, FPU)", _ARM,
+           _arm("cortex-m55", "-mfloat-abi=hard"), "armv8.1-m.main", True, True, "mve.fp", 16, _AN547,
            _cost(_MVE)),
-    Target("host", "the build machine (plain C kernels; for tests and the reference run)", "gcc", (),
+    Target("host", "the build machine (plain C kernels; for tests and the reference run)", "", (),
            "host", False, False, "native", 16, None, _cost(_HOST)),
 )
 

@@ -16,10 +16,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import graphs
 
+from tinyc import targets
 from tinyc.errors import TinycError
+from tinyc.frontend import load_model
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.memplan import STRATEGIES
 from tinyc.ops import broadcast_shapes
+from tinyc.passes import DEFAULT_PIPELINE
 from tinyc.passes import get as get_pass
 from tinyc.passes import plan_memory as plan_memory_module
 from tinyc.passes.plan_memory import (KernelMemory, TargetMemory, plan_graph, plan_graph_for,
@@ -576,15 +579,14 @@ TFLM_ARENA = {"kws/kws_ref_model_qop.onnx": 22820, "vww/vww_96_int8_qop.onnx": 1
 
 
 def lowered_model(relative: str) -> Graph:
-    from tinyc.frontend import load_model
-    from tinyc.passes import DEFAULT_PIPELINE
+    """The model lowered by the default pipeline, with its Cortex-M4 kernels selected."""
     path = MODELS / relative
     if not path.exists():
         pytest.skip(f"{path} is not available")
     graph = load_model(str(path))
     for name in DEFAULT_PIPELINE:
         graph = get_pass(name)(graph)
-    return graph
+    return targets.select_kernels(graph, targets.get("cortex-m4"))
 
 
 @pytest.mark.parametrize("relative", sorted(TFLM_ARENA))

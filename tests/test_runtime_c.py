@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from tinyc import interpreter
 from tinyc import quant_math as qm
 from tinyc import targets
+from tinyc.targets.kernels.fully_connected import fc_kernel_sums
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.targets import buffer_sizes as bs
 from tinyc.targets import packing
@@ -712,7 +713,7 @@ def test_fully_connected_helium_build_reads_kernel_sums(build_lib, data):
     sums = np.zeros(case["units"], np.int32)
     assert lib.arm_vector_sum_s8(ptr(sums), case["depth"], case["units"], ptr(case["weights"]),
                                  case["input_offset"], 0, ptr(bias)) == SUCCESS
-    np.testing.assert_array_equal(sums, targets.fc_kernel_sums(case["weights"], bias, case["input_offset"]))
+    np.testing.assert_array_equal(sums, fc_kernel_sums(case["weights"], bias, case["input_offset"]))
     status, out = call_fc(lib, case, kernel_sums=sums)
     assert status == SUCCESS
     np.testing.assert_array_equal(out, interpret_fc(case))

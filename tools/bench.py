@@ -193,8 +193,8 @@ def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: st
                 input_layout: str = "nhwc", tflm_outputs: dict[str, list[int]] | None = None,
                 progress: Callable[[str], None] | None = None) -> list[dict]:
     """One result row per target for the model in `path` (see module docstring)."""
-    from tinyc.codegen import CodegenOptions, generate
-    from tinyc.driver import build_and_run, load_graph
+    from tinyc.codegen import CodegenOptions
+    from tinyc.driver import build_and_run, generate_for_target, load_graph
     from tinyc.interpreter import run as run_reference
 
     def new_row(target: str) -> dict:
@@ -222,7 +222,7 @@ def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: st
             options = CodegenOptions(name=f"{key or 'model'}_bench", target=target)
             started = time.perf_counter()
             compiled_graph, _ = _lower(graph, input_layout)
-            generated = generate(compiled_graph, options)
+            generated = generate_for_target(compiled_graph, options)
             row["compile_seconds"] = round(time.perf_counter() - started, 3)
             with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
                 outputs, cost = build_and_run(lowered, [sample], options, Path(tmp), cmsis_nn)

@@ -4,22 +4,32 @@
   <name>.h            API: arena size, input/output shapes, sizes, scales, zero points, invoke()
   <name>.c            one kernel call per layer, each commented with its ONNX node
   <name>_weights.c    const (flash) weights, biases, requantisation tables
-  runtime_c/...       the portable CMSIS-NN-API kernels the model calls (unless built with --cmsis-nn)
-  Makefile, CMakeLists.txt, report.json, report.md
+  runtime_c/...       the kernels' C the model needs: tinyc's own, and runtime_c's implementations of
+                      the CMSIS-NN functions it calls (replaced by a real CMSIS-NN with CMSIS_NN=...)
+  Makefile, CMakeLists.txt, cmake/...   a static library for the target (build_files.py)
+  report.json, report.md
+Each layer's C comes from the emitter of the kernel select-kernels recorded on its op
+(tinyc.targets.kernels).
 """
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinycError, UnsupportedError
+from .. import runtime_c, targets
+from ..errors import TinycError
 from ..ir import Graph, Op, Value
-from .build_files import cmakelists, makefile
+from ..targets import KernelChoice, Target
+from .build_files import BuildSources, build_files
 from .cwriter import C_TYPES, Namer, c_float, comment, const_array
-from .layers import EMITTERS, LayerContext
+from .emit import LayerContext
 from .report import layer_macs, render_markdown
 
 STATUS_OK = 0
@@ -28,12 +38,15 @@ STATUS_OK = 0
 @dataclass
 class CodegenOptions:
     name: str = "model"
-    target: str = "cortex-m4"
+    target: Target | str = "cortex-m4"   # a target name is resolved once, here
     arena: str = "caller"            # "caller": invoke() takes the arena; "static": a static array
     profile: bool = False            # wrap each layer in TINYC_PROFILE_BEGIN/END hooks
     max_arena: int | None = None
     plan_strategy: str = "best"
     cmsis_nn: str = ""                # default CMSIS-NN checkout for the written Makefile/CMakeLists
+
+    def __post_init__(self) -> None:
+        self.target = targets.get(self.target)
 
 
 @dataclass
@@ -43,32 +56,16 @@ class GeneratedModel:
     plan: dict
     graph: Graph
     kernels: list[str] = field(default_factory=list)
+    sources: BuildSources | None = None   # the C files to compile, by role
 
 
 def _check_name(name: str) -> None:
-    import re
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", name):
         raise TinycError(f"--name {name!r} must be a C identifier (letters, digits, _; not starting "
                          f"with a digit)")
 
 
-def select_kernels(graph: Graph, target) -> dict[str, object]:
-    """Kernel choice per op; every op without a kernel is listed in one error."""
-    from tinyc.targets import select_kernel
-    choices, missing = {}, []
-    for op in graph.ops:
-        choice = select_kernel(target, op, graph)
-        if choice is None:
-            missing.append(f"{op.kind} (node {op.name})")
-        else:
-            choices[op.name] = choice
-    if missing:
-        raise UnsupportedError(f"no {target.name} kernel for {len(missing)} op(s): {', '.join(missing)}; "
-                               f"these ops cannot be compiled for this target yet")
-    return choices
-
-
-def _alias_roots(graph: Graph, choices: dict[str, object]) -> dict[str, str]:
+def _alias_roots(graph: Graph, choices: dict[str, KernelChoice]) -> dict[str, str]:
     """Value -> the value whose storage it shares (views share their input's bytes)."""
     root: dict[str, str] = {}
 
@@ -78,52 +75,41 @@ def _alias_roots(graph: Graph, choices: dict[str, object]) -> dict[str, str]:
         return name
 
     for op in graph.ops:
-        if _is_view(choices[op.name]):
+        if choices[op.name].is_view:
             root[find(op.outputs[0])] = find(op.inputs[0])
     return {name: find(name) for name in graph.values}
 
 
-def _is_view(choice) -> bool:
-    return getattr(choice, "is_view", False) or getattr(choice, "function", None) in (None, "", "view")
-
-
 def generate(graph: Graph, options: CodegenOptions) -> GeneratedModel:
-    """Emit the C library for a fully lowered graph (integer ops with requantisation, NHWC)."""
-    from tinyc import targets
-    from tinyc.passes.plan_memory import plan_graph
-    from tinyc.runtime_c import runtime_files
-
+    """Emit the C library of a graph prepared for options.target: lowered (integer ops with
+    requantisation, NHWC), every op carrying its kernel (select-kernels) and graph.meta["memory_plan"]
+    (plan-memory) planned with those kernels; tinyc.driver.for_target does both."""
     _check_name(options.name)
     if options.arena not in ("caller", "static"):
         raise TinycError(f"--arena must be 'caller' or 'static', not {options.arena!r}")
-    target = targets.get(options.target)
-    choices = select_kernels(graph, target)
-    plan = plan_graph(graph, options.target, strategy=options.plan_strategy)
-    if options.max_arena is not None and plan["arena_bytes"] > options.max_arena:
-        peak = plan.get("peak", {})
-        live = ", ".join(f"{n} ({graph.values[n].nbytes} B)" for n in peak.get("live", [])
-                         if n in graph.values)
-        raise TinycError(f"arena needs {plan['arena_bytes']} bytes, more than --max-arena "
-                         f"{options.max_arena}; peak at layer {peak.get('op', '?')} with live tensors: "
-                         f"{live or 'n/a'}")
-    return _Writer(graph, options, target, choices, plan, runtime_files).write()
+    target = options.target
+    plan = graph.meta.get("memory_plan")
+    if plan is None or graph.meta.get("target") != target.name:
+        raise ValueError(f"the graph is not prepared for {target.name}: run select-kernels and plan-memory "
+                         f"with meta target {target.name!r} (tinyc.driver.for_target)")
+    return _Writer(graph, options, target, targets.kernel_choices(graph, target), plan).write()
 
 
 class _Writer:
-    def __init__(self, graph, options, target, choices, plan, runtime_files) -> None:
+    def __init__(self, graph: Graph, options: CodegenOptions, target: Target, choices: dict[str, KernelChoice],
+                 plan: dict) -> None:
         self.g = graph
         self.opt = options
         self.target = target
         self.choices = choices
         self.plan = plan
-        self.runtime_files = runtime_files
         self.namer = Namer(reserved=(options.name, "arena", "status"))
         self.weights: list[str] = []          # C definitions for <name>_weights.c
         self.weight_decls: list[str] = []     # extern declarations for <name>.c
         self.const_symbols: dict[str, str] = {}
         self.weight_bytes = 0
         self.roots = _alias_roots(graph, choices)
-        self.align = max(4, int(getattr(target, "alignment", 4)))
+        self.align = max(4, target.alignment)
         self.io_names = Namer(reserved=("arena",))
         self.params = {n: self.io_names(n) for n in list(graph.inputs) + list(graph.outputs)}
 
@@ -186,12 +172,18 @@ class _Writer:
             f"{name}.c": self.source(body).encode(),
             f"{name}_weights.c": self.weights_source().encode(),
         }
-        kernels = sorted({row["kernel"] for row in layers if row["kernel"] != "view"})
-        for rel, data in self.runtime_files(kernels).items():
+        used = [c.kernel for c in self.choices.values() if not c.is_view]
+        tinyc_sources = runtime_c.closure(s for k in used if k.source != "cmsis-nn" for s in k.sources)
+        cmsis_sources = [s for s in runtime_c.closure(s for k in used if k.source == "cmsis-nn" for s in k.sources)
+                         if s not in tinyc_sources]
+        runtime = {"tinyc": [f"runtime_c/{s}" for s in tinyc_sources],
+                   "cmsis-nn": [f"runtime_c/{s}" for s in cmsis_sources]}
+        for rel, data in runtime_c.runtime_files(tinyc_sources + cmsis_sources).items():
             files[f"runtime_c/{rel}"] = data
-        sources = sorted(k for k in files if k.endswith(".c"))
-        files["Makefile"] = makefile(name, sources, self.opt.cmsis_nn).encode()
-        files["CMakeLists.txt"] = cmakelists(name, sources, self.opt.cmsis_nn).encode()
+        model_sources = sorted(k for k in files if k.endswith(".c") and not k.startswith("runtime_c/"))
+        build = BuildSources(model_sources, runtime["tinyc"], runtime["cmsis-nn"])
+        files.update(build_files(name, build, self.target, self.opt.cmsis_nn))
+        kernels = sorted({row["kernel"] for row in layers if row["kernel"] != "view"})
         report = {
             "model": name,
             "target": self.target.name,
@@ -199,13 +191,15 @@ class _Writer:
             "arena_lower_bound": self.plan["lower_bound"],
             "weight_bytes": self.weight_bytes,
             "macs": sum(row["macs"] for row in layers),
+            "estimated_instructions": sum(row["estimated_instructions"] for row in layers),
             "kernels": kernels,
+            "runtime_sources": runtime,
             "layers": layers,
             "plan": {k: self.plan[k] for k in ("strategy", "alignment") if k in self.plan},
         }
         files["report.json"] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
         files["report.md"] = render_markdown(report).encode()
-        return GeneratedModel(files, report, self.plan, self.g, kernels)
+        return GeneratedModel(files, report, self.plan, self.g, kernels, build)
 
     def layers(self) -> tuple[list[str], list[dict]]:
         body: list[str] = []
@@ -214,11 +208,13 @@ class _Writer:
             choice = self.choices[op.name]
             out = op.outputs[0]
             row = {"index": index, "node": op.name, "op": op.kind, "kernel": "view",
-                   "macs": layer_macs(op, self.g), "weight_bytes": sum(
+                   "kernel_source": choice.source, "macs": layer_macs(op, self.g), "weight_bytes": sum(
                        self.g.values[n].nbytes for n in op.inputs if n and self.g.values[n].is_const),
                    "output": out, "output_bytes": self.g.values[out].nbytes,
-                   "output_offset": self._offset_text(out), "scratch_bytes": 0}
-            if _is_view(choice):
+                   "output_offset": self._offset_text(out), "scratch_bytes": 0,
+                   "estimated_instructions": self.target.estimate_instructions(choice.kernel.cost_class,
+                                                                               choice.work)}
+            if choice.is_view:
                 body.append(f"    {comment(f'{op.name}: {op.kind} (a view: no code, same bytes)')}")
                 rows.append(row)
                 continue
@@ -226,8 +222,9 @@ class _Writer:
             row["kernel"] = fn
             row["scratch_bytes"] = self.scratch(op)[1]
             ctx = LayerContext(self.g, self.pointer, self.layer_const, self.scratch,
-                               key=self.namer(f"{self.opt.name}_l{index}", prefix=""), choice=choice)
-            stmts = EMITTERS[op.kind](op, fn, ctx)
+                               key=self.namer(f"{self.opt.name}_l{index}", prefix=""), function=fn,
+                               target=self.target)
+            stmts = choice.kernel.emit(op, ctx)
             body.append(f"    {comment(f'{op.name}: {op.kind} -> {fn}')}")
             if self.opt.profile:
                 body.append(f"    TINYC_PROFILE_BEGIN({index}, \"{_c_string(op.name)}\");")
@@ -347,9 +344,6 @@ def _c_string(text: str) -> str:
 
 def write_output_dir(model: GeneratedModel, out_dir: Path, force: bool = False) -> None:
     """Write all files into out_dir atomically: into a temporary sibling, then renamed into place."""
-    import os
-    import shutil
-    import tempfile
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
