@@ -100,9 +100,18 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _cache_dir() -> Path:
-    from .emulator import _cache_dir as emulator_cache_dir
-    return emulator_cache_dir()
+def cache_dir() -> Path:
+    """tinyc's cache (the QEMU plugin, CMSIS-NN libraries): $XDG_CACHE_HOME/tinyc or ~/.cache/tinyc,
+    else a per-user folder in the temporary directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(base) / "tinyc"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"tinyc-cache-{os.getuid()}"
 
 
 def cmsis_nn_library(root: str | Path, compiler: str, cflags: list[str] | tuple[str, ...],
@@ -115,7 +124,7 @@ def cmsis_nn_library(root: str | Path, compiler: str, cflags: list[str] | tuple[
         raise TinycError(f"no archiver '{archiver}' found; install binutils (or binutils-arm-none-eabi)")
     flags = [*cflags, *[f"-I{d}" for d in cmsis_nn_include_dirs(root)]]
     key = hashlib.sha256("\n".join([_tree_digest(root), _compiler_identity(compiler), *flags]).encode())
-    library = _cache_dir() / "cmsis-nn" / key.hexdigest()[:20] / CMSIS_NN_LIBRARY
+    library = cache_dir() / "cmsis-nn" / key.hexdigest()[:20] / CMSIS_NN_LIBRARY
     if library.exists():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """The `tinyc` command line. Each command is a thin layer over tinyc.driver.
 
 User errors (TinycError) print one line `error: ...` and exit with code 2, never a traceback.
+Each command imports what it uses when it runs (deliberately: `tinyc --help` and option errors stay
+fast without loading onnx, numpy and the compiler).
 """
 from __future__ import annotations
 
@@ -90,8 +92,8 @@ def opt(model: str, passes: str, output: str | None, print_after_all: bool, elid
                                             registry.TARGET_PIPELINE if name == "target" else [name])]
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     if target is not None:
-        from . import targets
-        graph.meta["target"] = targets.get(target).name
+        from .targets import get as get_target
+        graph.meta["target"] = get_target(target).name
 
     def after(name, g):
         click.echo(f"// ----- IR after {name} -----")

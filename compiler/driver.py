@@ -15,10 +15,17 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import interpreter
 from . import passes as registry
-from . import targets, tensor_io
+from . import targets, tensor_io, textir
+from .build import build_host, run_host
+from .codegen import generate, write_output_dir
+from .codegen.harness import harness_source
+from .emulator_run import run_on_emulator
 from .errors import TinycError
+from .frontend import load_model
 from .ir import Graph, Value
+from .passes.plan_memory import plan_graph
 from .targets import Target
 from .verify import VerifyError, verify
 
@@ -54,10 +61,8 @@ def load_graph(path: str | Path, input_shapes: dict[str, list[int]] | None = Non
     if not path.is_file():
         raise TinycError(f"{path}: no such file")
     if _looks_like_text_ir(path):
-        from .textir import parse
-        graph = parse(path.read_text(), source=str(path))
+        graph = textir.parse(path.read_text(), source=str(path))
     else:
-        from .frontend import load_model
         graph = load_model(path, input_shapes=input_shapes)
     check(graph, f"{path}")
     return graph
@@ -92,22 +97,16 @@ def input_specs(graph: Graph) -> list[tensor_io.TensorSpec]:
     return [tensor_io.TensorSpec(n, graph.values[n].shape, graph.values[n].dtype) for n in graph.inputs]
 
 
-def output_specs(graph: Graph) -> list[tensor_io.TensorSpec]:
-    return [tensor_io.TensorSpec(n, graph.values[n].shape, graph.values[n].dtype) for n in graph.outputs]
-
-
 def run_reference(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run user arrays (one sample or a batch, see tensor_io) through the reference interpreter."""
-    from .interpreter import run
     batch = tensor_io.split_batch(arrays, input_specs(graph))
-    outputs = [run(graph, sample) for sample in batch.samples]
+    outputs = [interpreter.run(graph, sample) for sample in batch.samples]
     return tensor_io.join_batch(outputs, batch.mode)
 
 
 def use_nhwc_inputs(graph: Graph) -> Graph:
     """Let the caller pass 4-D inputs in NHWC: drop the NCHW->NHWC conversion the layout pass put
     right after each such input, so the input itself becomes the NHWC tensor."""
-    from .ir import Value
     g = graph.copy()
     for name in g.inputs:
         v = g.values[name]
@@ -145,7 +144,6 @@ def for_target(lowered: Graph, target: Target, *, strategy: str = "best", max_ar
     """A lowered graph prepared for `target`: every op records its kernel (select-kernels) and
     graph.meta["memory_plan"] holds the arena plan made with those kernels (plan-memory); the code
     generator reads both. Raises TinycError when the arena needs more than `max_arena` bytes."""
-    from .passes.plan_memory import plan_graph
     g = targets.select_kernels(lowered, target)
     g.meta["target"] = target.name
     plan = plan_graph(g, target, strategy=strategy)
@@ -166,7 +164,6 @@ def compile_graph(graph: Graph, options, input_layout: str = "model"):
 
 def generate_for_target(lowered: Graph, options):
     """Prepare a lowered graph for options.target (for_target) and generate its C."""
-    from .codegen import generate
     prepared = for_target(lowered, options.target, strategy=options.plan_strategy, max_arena=options.max_arena)
     return generate(prepared, options)
 
@@ -176,9 +173,6 @@ def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options,
     """Generate C for `lowered`, build it for options.target and run the samples through it.
 
     Returns (per-sample outputs, cost dict or None). Host builds use the strict warning flags."""
-    from .build import build_host, run_host
-    from .codegen import write_output_dir
-    from .codegen.harness import harness_source
     generated = generate_for_target(lowered, options)
     gen_dir = workdir / "gen"
     write_output_dir(generated, gen_dir, force=True)
@@ -189,7 +183,6 @@ def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options,
         exe = build_host(gen_dir, generated.sources, harness, workdir / "model_host", sanitize=sanitize,
                          cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
         return run_host(exe, lowered, samples, workdir), None
-    from .emulator_run import run_on_emulator
     return run_on_emulator(lowered, generated, gen_dir, harness, samples, options, workdir,
                            cmsis_nn=Path(cmsis_nn) if cmsis_nn else None)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import targets
+from .build import cache_dir
 from .errors import TinycError
 from .runtime_c import BAREMETAL as BAREMETAL_DIR
 from .targets import Board, Target
@@ -443,7 +444,7 @@ def _plugin_library() -> Path | None:
         return None
     sources = [PLUGIN_SOURCE, PLUGIN_SOURCE.with_name("tinyc_qemu_plugin_api.h")]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
-    library = _cache_dir() / f"tinyc_insn_count-{digest}.so"
+    library = cache_dir() / f"tinyc_insn_count-{digest}.so"
     if library.exists():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
@@ -455,18 +456,6 @@ def _plugin_library() -> Path | None:
         return None
     os.replace(partial, library)  # atomic: concurrent builders never see a half-written file
     return library
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(base) / "tinyc"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    return Path(tempfile.gettempdir()) / f"tinyc-cache-{os.getuid()}"
 
 
 def _read_plugin_counts(path: Path) -> dict | None:

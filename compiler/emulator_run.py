@@ -18,6 +18,7 @@ import numpy as np
 
 from .build import cmsis_nn_library, model_sources, pack_samples, unpack_outputs
 from .codegen.build_files import BuildSources
+from .emulator import BAREMETAL_DIR, NM, build_firmware, elf_sizes, run_firmware
 from .errors import TinycError
 from .ir import Graph
 from .targets import Target
@@ -89,7 +90,6 @@ def firmware_sources(gen_dir: Path, sources: BuildSources, harness: Path, cmsis_
 def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
                     samples: list[dict[str, np.ndarray]], options, workdir: Path,
                     cmsis_nn: Path | None = None, timeout_s: float = 600):
-    from .emulator import build_firmware, elf_sizes, run_firmware
     gen_dir, harness = Path(gen_dir).resolve(), Path(harness).resolve()
     sources, includes = firmware_sources(gen_dir, generated.sources, harness, cmsis_nn, options.target)
     defines = {"TINYC_MEASURE": ""}
@@ -147,7 +147,6 @@ def footprint(elf: Path, gen_dir: Path, name: str, cmsis_nn: Path | None = None,
     Flash counts code, read-only data and the load image of .data; RAM counts .data and .bss.
     `unattributed_flash` is the ELF's flash not covered by any sized symbol (alignment padding).
     """
-    from .emulator import BAREMETAL_DIR, NM, elf_sizes
     result = subprocess.run([NM, "-S", "-l", "-f", "sysv", str(elf)], capture_output=True, text=True,
                             check=False)
     if result.returncode != 0:

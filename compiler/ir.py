@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float32", "bool")
-INTEGER_DTYPES = ("int8", "uint8", "int16", "int32", "int64")
 # Layouts a value may carry. "" means no layout (scalars, vectors, matrices, shape tensors).
 # Activations: NCHW (ONNX) or NHWC (CMSIS-NN). Conv weights: OIHW (ONNX) or OHWI (CMSIS-NN conv);
 # depthwise weights in NHWC graphs are IHWO with I == 1 (CMSIS-NN depthwise, [1, KH, KW, C_out]).
@@ -159,29 +158,3 @@ class Graph:
     def copy(self) -> "Graph":
         """A deep copy (constant arrays included), so a pass never mutates its caller's graph."""
         return copy.deepcopy(self)
-
-
-def topo_sorted(graph: Graph) -> list[Op]:
-    """The ops in an order where every value is produced before it is read (stable)."""
-    available = set(graph.inputs) | {v.name for v in graph.constants()}
-    pending = list(graph.ops)
-    ordered: list[Op] = []
-    while pending:
-        progress = False
-        rest = []
-        for op in pending:
-            if all((not n) or n in available for n in op.inputs):
-                ordered.append(op)
-                available.update(op.outputs)
-                progress = True
-            else:
-                rest.append(op)
-        if not progress:
-            missing = sorted({n for op in rest for n in op.inputs if n and n not in available})
-            raise ValueError(f"graph has a cycle or reads undefined values: {', '.join(missing[:5])}")
-        pending = rest
-    return ordered
-
-
-def iter_attr_lists(op: Op, keys: Iterable[str]) -> list[list[int]]:
-    return [list(op.attrs[k]) for k in keys]

@@ -56,7 +56,7 @@ def _conv_out(size: int, k: int, stride: int, dil: int, pad_a: int, pad_b: int) 
     return out
 
 
-def _weight_dims(w: Value, depthwise: bool) -> tuple[int, int, int, int]:
+def _weight_dims(w: Value) -> tuple[int, int, int, int]:
     """(out channels, in channels per group, KH, KW) of a conv weight in its layout."""
     s = w.shape
     if len(s) != 4:
@@ -75,7 +75,7 @@ def _infer_conv(op: Op, ins: Sequence[Value]) -> list[tuple[int, ...]]:
     if len(x.shape) != 4:
         raise ShapeError(f"input {x.name} must be 4-D, has shape {list(x.shape)}")
     c_ax, h_ax, w_ax = spatial_axes(x.layout)
-    cout, cin_g, kh, kw = _weight_dims(w, op.kind == "depthwise_conv2d")
+    cout, cin_g, kh, kw = _weight_dims(w)
     sh, sw = op.attrs["strides"]
     dh, dw = op.attrs["dilations"]
     pt, pl, pb, pr = op.attrs["pads"]

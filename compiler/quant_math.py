@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from .ir import QuantParams
 
 INT32_MIN = -(2 ** 31)
 INT32_MAX = 2 ** 31 - 1
@@ -35,6 +38,32 @@ SOFTMAX_DIFF_INTEGER_BITS = 5
 SOFTMAX_ACCUM_INTEGER_BITS = 12
 # TFLite's ADD rescales both int8 inputs into 20 fractional bits of headroom before adding.
 ADD_LEFT_SHIFT = 20
+# The output quantisation of the integer softmax (TFLite's and CMSIS-NN's): probabilities in 1/256 steps.
+SOFTMAX_OUTPUT = QuantParams.tensor(1.0 / 256.0, -128)
+# The IR holds uint8 tensors as int8: code - 128 with zero point - 128 is the same real value, exactly.
+UINT8_TO_INT8 = 128
+
+
+def shift_to_int8(q: QuantParams) -> QuantParams:
+    """The quantisation of uint8 data stored as int8 = uint8 - 128 (same real values)."""
+    return QuantParams(q.scale, tuple(z - UINT8_TO_INT8 for z in q.zero_point), q.axis)
+
+
+def uint8_data_to_int8(data: np.ndarray) -> np.ndarray:
+    return (np.asarray(data).astype(np.int16) - UINT8_TO_INT8).astype(np.int8)
+
+
+def lut_table(fn: Callable[[np.ndarray], np.ndarray], x: QuantParams, y: QuantParams) -> list[int]:
+    """table[c + 128] = quantize(fn(dequantize(c))) for every int8 code c, with ONNX QDQ arithmetic:
+    dequantize (c - zp) * s in float32, `fn` on float32, quantize round_half_even(v / s) + zp
+    saturated to int8 (an infinite result saturates; NaN maps to the zero point)."""
+    codes = np.arange(-128, 128, dtype=np.int32)
+    real = (codes - x.zero_point[0]).astype(np.float32) * np.float32(x.scale[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(fn(real), dtype=np.float32)
+        scaled = np.rint(out / np.float32(y.scale[0])).astype(np.float64)
+    stored = np.clip(np.nan_to_num(scaled, nan=0.0) + y.zero_point[0], -128, 127)
+    return [int(v) for v in stored]
 
 
 def _i64(x) -> np.ndarray:

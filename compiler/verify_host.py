@@ -9,6 +9,7 @@ import numpy as np
 
 from . import tensor_io
 from .driver import build_and_run, input_specs, lower_for_codegen
+from .errors import TinycError
 from .interpreter import run as run_reference
 from .ir import Graph
 
@@ -91,7 +92,6 @@ def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, see
         specs = input_specs(lowered)
         samples += tensor_io.split_batch(tensor_io.read_inputs(inputs_path, specs), specs).samples
     if not samples:
-        from .errors import TinycError
         raise TinycError("nothing to verify: pass --count N or --inputs FILE")
     with tempfile.TemporaryDirectory(prefix="tinyc-verify-") as tmp:
         compiled, _ = build_and_run(lowered, samples, options, Path(tmp), cmsis_nn, sanitize=sanitize)

@@ -5,16 +5,17 @@ from typing import Callable
 
 import numpy as np
 
+from tinyc.interp.float_kernels import unary_function
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.ops import attr
 from tinyc.passes import register
+from tinyc.quant_math import SOFTMAX_OUTPUT, UINT8_TO_INT8, lut_table, shift_to_int8, uint8_data_to_int8
 
 from ._patterns import (apply_rule, const_like, contains, fresh_op_name, index_of, insert_after,
                         is_graph_boundary, producer, readers, remove_op, remove_unread_values,
                         remove_unused_constants, rename_value, same_quant, weight_out_axis)
 
 INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
-SOFTMAX_OUTPUT = QuantParams.tensor(1.0 / 256.0, -128)
 
 
 @register("qdq-to-integer")
@@ -62,10 +63,6 @@ def qdq_to_integer(graph: Graph) -> Graph:
 
 # ---- uint8 -> int8 ----------------------------------------------------------------------------
 
-def _to_int8_quant(quant: QuantParams) -> QuantParams:
-    return QuantParams(quant.scale, tuple(z - 128 for z in quant.zero_point), quant.axis)
-
-
 def _is_quantized_uint8(v: Value) -> bool:
     return v.dtype == "uint8" and v.quant is not None
 
@@ -77,7 +74,7 @@ def _uint8_to_int8(g: Graph) -> None:
         if not _is_quantized_uint8(v) or name in g.outputs or not readers(g, name):
             continue
         signed = g.add_value(Value(g.fresh_name(f"{name}_int8"), v.shape, "int8", v.layout,
-                                   _to_int8_quant(v.quant)))
+                                   shift_to_int8(v.quant)))
         for op in g.ops:
             op.inputs = [signed.name if n == name else n for n in op.inputs]
         g.ops.insert(0, Op("rescale", fresh_op_name(g, f"{name}_to_int8"), [name], [signed.name]))
@@ -87,7 +84,7 @@ def _uint8_to_int8(g: Graph) -> None:
         if not _is_quantized_uint8(v) or name in g.inputs or writer is None:
             continue
         signed = g.add_value(Value(g.fresh_name(f"{name}_int8"), v.shape, "int8", v.layout,
-                                   _to_int8_quant(v.quant)))
+                                   shift_to_int8(v.quant)))
         for op in g.ops:
             op.inputs = [signed.name if n == name else n for n in op.inputs]
         writer.outputs = [signed.name]
@@ -96,11 +93,11 @@ def _uint8_to_int8(g: Graph) -> None:
     for name, v in g.values.items():
         if not _is_quantized_uint8(v) or is_graph_boundary(g, name):
             continue
-        v.dtype, v.quant = "int8", _to_int8_quant(v.quant)
+        v.dtype, v.quant = "int8", shift_to_int8(v.quant)
         if v.data is not None:
-            v.data = (v.data.astype(np.int16) - 128).astype(np.int8)
+            v.data = uint8_data_to_int8(v.data)
     for pad in shifted_pads:
-        pad.attrs["value"] = float(attr(pad, "value")) - 128.0
+        pad.attrs["value"] = float(attr(pad, "value")) - UINT8_TO_INT8
 
 
 # ---- matching helpers -------------------------------------------------------------------------
@@ -291,39 +288,7 @@ def _lower_unary(g: Graph, op: Op, y: Value) -> list[Op] | None:
     q = _dequantized(g, op.inputs[0])
     if q is None:
         return None
-    return [Op("lut", op.name, [q.name], [y.name], {"table": lut_table(op, q.quant, y.quant)})]
-
-
-def _hard_swish(x: np.ndarray) -> np.ndarray:
-    return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
-
-
-def _unary_function(op: Op) -> Callable[[np.ndarray], np.ndarray]:
-    """The float function of a unary op on float32 inputs, returning float32 results."""
-    kind = op.kind
-    if kind == "relu":
-        return lambda x: np.maximum(x, np.float32(0))
-    if kind == "clip":
-        lo, hi = np.float32(attr(op, "min")), np.float32(attr(op, "max"))
-        return lambda x: np.minimum(np.maximum(x, lo), hi)
-    if kind == "leaky_relu":
-        alpha = np.float32(attr(op, "alpha"))
-        return lambda x: np.where(x >= 0, x, alpha * x).astype(np.float32)
-    # Transcendental functions: evaluated in float64, then rounded once to float32.
-    wide = {"sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)), "tanh": np.tanh, "hard_swish": _hard_swish}[kind]
-    return lambda x: wide(x.astype(np.float64)).astype(np.float32)
-
-
-def lut_table(op: Op, in_quant: QuantParams, out_quant: QuantParams) -> list[int]:
-    """table[c + 128] = quantize(f(dequantize(c))) for every int8 code c, with ONNX QDQ arithmetic:
-    dequantize (c - zp) * s in float32, quantize round_half_even(x / s) + zp saturated to int8."""
-    codes = np.arange(-128, 128, dtype=np.int32)
-    x = (codes - in_quant.zero_point[0]).astype(np.float32) * np.float32(in_quant.scale[0])
-    fx = _unary_function(op)(x).astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.rint(fx / np.float32(out_quant.scale[0])).astype(np.float64)
-    stored = np.clip(scaled + out_quant.zero_point[0], -128, 127)
-    return [int(v) for v in stored]
+    return [Op("lut", op.name, [q.name], [y.name], {"table": lut_table(unary_function(op), q.quant, y.quant)})]
 
 
 LOWERINGS: dict[str, Callable[[Graph, Op, Value], list[Op] | None]] = {

@@ -113,7 +113,7 @@ def _lower_softmax(op: Op, graph: Graph) -> None:
     x, out = graph.values[op.inputs[0]], graph.values[op.outputs[0]]
     s_in, _ = _per_tensor(op, x)
     s_out, z_out = _per_tensor(op, out)
-    if x.dtype != "int8" or out.dtype != "int8" or s_out != 1.0 / 256.0 or z_out != -128:
+    if x.dtype != "int8" or out.dtype != "int8" or out.quant != qm.SOFTMAX_OUTPUT:
         raise UnsupportedError(f"{_where(op)}: integer softmax needs an int8 input and an int8 output "
                                f"with scale 1/256 and zero point -128 (got {out.dtype}, {s_out}, "
                                f"{z_out}); quantise the softmax output that way")

@@ -14,9 +14,6 @@ from .cores import ISAS
 
 # Helium's depthwise kernel works on blocks of this many channels.
 MVE_DW_CHANNEL_BLOCK = 124
-# Helium builds run a depthwise convolution of a one-channel input as a convolution when it has
-# more output channels than this (CMSIS-NN's GCC value).
-MVE_DW_TO_CONV_MIN_OUTPUT_CHANNELS = 1
 
 
 def _c_div(a: int, b: int) -> int:

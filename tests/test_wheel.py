@@ -42,9 +42,12 @@ def _run(command: list, cwd: Path, env: dict, timeout: float = 600) -> subproces
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc, qemu-system-arm or make missing (tools/setup.sh)")
 def test_installed_wheel_runs_from_outside_the_source_tree(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
+    dist, venv, work, tree = tmp_path / "dist", tmp_path / "venv", tmp_path / "work", tmp_path / "tree"
     work.mkdir()
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, REPO], work, env)
+    # Built from a copy, so the build leaves nothing behind in the source tree.
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "out", "__pycache__",
+                                                              ".pytest_cache", ".hypothesis"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, tree], work, env)
     wheel = next(dist.glob("tinyc-*.whl"))
     _run([sys.executable, "-m", "venv", venv], work, env)
     bin_dir = venv / "bin"

@@ -26,7 +26,13 @@ from typing import Callable
 
 import numpy as np
 
+from tinyc import __version__
+from tinyc.build import check_cmsis_nn
+from tinyc.codegen import CodegenOptions
+from tinyc.driver import build_and_run, generate_for_target, load_graph, lower_for_codegen
+from tinyc.emulator import emulated_targets
 from tinyc.errors import TinycError
+from tinyc.interpreter import run as run_reference
 
 # ---------------------------------------------------------------------------------------------
 # The models and TFLM's figures for them
@@ -180,7 +186,6 @@ def load_tflm_outputs(path: str | Path | None) -> dict[str, list[int]]:
 
 def _lower(graph, input_layout: str):
     """The lowered graph, taking 4-D inputs in NHWC when asked and possible; and the layout used."""
-    from tinyc.driver import lower_for_codegen
     if input_layout == "nhwc":
         try:
             return lower_for_codegen(graph, "nhwc"), "nhwc"
@@ -193,10 +198,6 @@ def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: st
                 input_layout: str = "nhwc", tflm_outputs: dict[str, list[int]] | None = None,
                 progress: Callable[[str], None] | None = None) -> list[dict]:
     """One result row per target for the model in `path` (see module docstring)."""
-    from tinyc.codegen import CodegenOptions
-    from tinyc.driver import build_and_run, generate_for_target, load_graph
-    from tinyc.interpreter import run as run_reference
-
     def new_row(target: str) -> dict:
         return {"model": key or path.stem, "file": str(path), "target": target,
                 "kernels": "CMSIS-NN" if cmsis_nn else "runtime_c"}
@@ -294,9 +295,6 @@ def run_bench(models: list[tuple[str | None, Path]], targets: list[str], *, cmsi
               form: str = "qop", input_layout: str = "nhwc", tflm_outputs_path: str | Path | None = None,
               progress: Callable[[str], None] | None = None) -> dict:
     """Benchmark every model on every target; the JSON document (see docs/benchmarks.md)."""
-    from tinyc import __version__
-    from tinyc.build import check_cmsis_nn
-    from tinyc.emulator import emulated_targets
     runnable = emulated_targets()
     for target in targets:
         if target not in runnable:

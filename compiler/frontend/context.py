@@ -12,7 +12,8 @@ from ..ops import ShapeError, infer_shapes
 from ..verify import QUANT_PRESERVING
 from .analysis import NodeInfo
 from .dtypes import is_tensor_dtype, supported_list
-from .quantization import describe, same_quant, shift_to_int8, uint8_data_to_int8
+from ..quant_math import shift_to_int8, uint8_data_to_int8
+from .quantization import describe, same_quant
 
 INTEGER_ACTIVATION_DTYPES = ("int8", "uint8", "int16")
 
@@ -161,9 +162,6 @@ class ImportContext:
         if out is not None:
             self.ir[out] = out_name
         return value
-
-    def bind(self, onnx_name: str, value: Value) -> None:
-        self.ir[onnx_name] = value.name
 
     def finish(self, value: Value, out: str) -> Value:
         """Make `value`, just produced by the converter's last op, the ONNX tensor `out`: the value

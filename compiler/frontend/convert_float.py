@@ -5,11 +5,13 @@ import numpy as np
 
 from ..errors import TinycError, UnsupportedError
 from ..ir import Value
+from ..ops import broadcast_shapes
+from ..quant_math import UINT8_TO_INT8
 from .analysis import NodeInfo
 from .builders import (build_conv, build_global_pool, build_pool, build_softmax, insert_unit_axis, rescale,
                        reshape)
 from .context import ImportContext
-from .quantization import UINT8_TO_INT8, same_quant
+from .quantization import same_quant
 from .registry import converts
 
 
@@ -59,7 +61,6 @@ def matmul_operands(ctx: ImportContext, node: NodeInfo, a: Value, b: Value) -> t
         b = insert_unit_axis(ctx, f"{node.name}_b_to_2d", b, 1)
     if not (a_1d or b_1d):
         return a, b, []
-    from ..ops import broadcast_shapes
     full = list(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + [a.shape[-2], b.shape[-1]]
     if b_1d:
         full.pop(-1)

@@ -14,7 +14,8 @@ from ..ir import QuantParams, Value
 from .analysis import NodeInfo
 from .context import ImportContext
 from .dtypes import onnx_dtype_name
-from .quantization import quant_params, shift_to_int8
+from ..quant_math import shift_to_int8
+from .quantization import quant_params
 from .registry import converts
 
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")

@@ -12,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TinycError, UnsupportedError
-from ..ir import QuantParams, Value
+from ..interp.float_kernels import unary_function
+from ..ir import Op, QuantParams, Value
+from ..quant_math import SOFTMAX_OUTPUT, UINT8_TO_INT8, lut_table, shift_to_int8, uint8_data_to_int8
 from .analysis import NodeInfo
 from .builders import build_conv, build_global_pool, build_pool, build_softmax, rescale, reshape, transpose
 from .context import ImportContext
 from .convert_float import matmul_operands
-from .quantization import (UINT8_TO_INT8, lut_table, quant_params, same_quant, shift_to_int8,
-                           symmetric_weights, uint8_data_to_int8)
+from .quantization import quant_params, same_quant, symmetric_weights
 from .registry import MS_DOMAIN, converts
 
-SOFTMAX_OUTPUT = QuantParams.tensor(1.0 / 256.0, -128)
 
 # Where the quantisation of each QOperator op's tensors is given: for every quantised input,
 # (tensor, scale, zero point) input indices, and (scale, zero point) of the output. QLinearConcat's
@@ -272,9 +272,10 @@ def qlinear_binary(ctx: ImportContext, node: NodeInfo) -> None:
     _finish(ctx, node, y, quant, was_uint8)
 
 
+# The float op each quantised activation stands for (its table evaluates the interpreter's kernel).
 _LUT_FUNCTIONS = {
-    "QLinearSigmoid": lambda node: (lambda v: 1.0 / (1.0 + np.exp(-v))),
-    "QLinearLeakyRelu": lambda node: (lambda v, a=np.float32(node.attr("alpha", 0.01)): np.where(v >= 0, v, v * a)),
+    "QLinearSigmoid": lambda node: Op("sigmoid", node.name, [], []),
+    "QLinearLeakyRelu": lambda node: Op("leaky_relu", node.name, [], [], {"alpha": float(node.attr("alpha", 0.01))}),
 }
 
 
@@ -282,8 +283,7 @@ _LUT_FUNCTIONS = {
 def qlinear_lut(ctx: ImportContext, node: NodeInfo) -> None:
     x = q_input(ctx, node, 0, 1, 2)
     quant, was_uint8 = q_output(ctx, node, 3, 4)
-    with np.errstate(over="ignore"):
-        table = lut_table(_LUT_FUNCTIONS[node.op_type](node), x.quant, quant)
+    table = lut_table(unary_function(_LUT_FUNCTIONS[node.op_type](node)), x.quant, quant)
     y = ctx.emit("lut", ctx.claim_op(node.name), [x], {"table": table}, base=f"{node.name}_out", dtype="int8",
                  quant=quant)
     _finish(ctx, node, y, quant, was_uint8)

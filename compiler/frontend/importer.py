@@ -20,7 +20,7 @@ from .dtypes import is_tensor_dtype, onnx_dtype_name, supported_list
 from .folding import evaluate, shape_query
 from .loader import check_is_model
 from .prepare import default_opset, infer_dtypes, normalize_opset, resolve_input_shapes
-from .quantization import UINT8_TO_INT8
+from ..quant_math import UINT8_TO_INT8
 from .registry import converter_for
 
 

@@ -1,17 +1,13 @@
-"""Quantisation parameters read from ONNX scale/zero-point tensors, the exact uint8 -> int8 shift,
-symmetric weights, and look-up tables for quantised unary functions."""
+"""Quantisation parameters read from ONNX scale/zero-point tensors, and symmetric weights. (The
+uint8 -> int8 shift and look-up tables live in tinyc.quant_math, shared with the passes.)"""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
 from ..errors import TinycError, UnsupportedError
 from ..ir import QuantParams
-
-UINT8_TO_INT8 = 128
-
 
 def quant_params(where: str, scale: np.ndarray, zero_point: np.ndarray | None, axis: int | None,
                  rank: int) -> QuantParams:
@@ -38,15 +34,6 @@ def quant_params(where: str, scale: np.ndarray, zero_point: np.ndarray | None, a
         axis = axis % rank if rank else 0
         return QuantParams(tuple(float(s) for s in scales), tuple(int(z) for z in zps), axis)
     return QuantParams((float(scales[0]),), (int(zps[0]),), None)
-
-
-def shift_to_int8(q: QuantParams) -> QuantParams:
-    """The same real values for data stored as int8 = uint8 - 128."""
-    return QuantParams(q.scale, tuple(z - UINT8_TO_INT8 for z in q.zero_point), q.axis)
-
-
-def uint8_data_to_int8(data: np.ndarray) -> np.ndarray:
-    return (data.astype(np.int16) - UINT8_TO_INT8).astype(np.int8)
 
 
 def same_quant(a: QuantParams | None, b: QuantParams | None) -> bool:
@@ -82,13 +69,3 @@ def symmetric_weights(where: str, data: np.ndarray, zero_point: np.ndarray | Non
                                f"symmetric int8 weights (zero point 0): requantise the model with "
                                f"symmetric weights")
     return wide.astype(np.int8)
-
-
-def lut_table(fn: Callable[[np.ndarray], np.ndarray], x: QuantParams, y: QuantParams) -> list[int]:
-    """table[q + 128] for every int8 code q: dequantize with `x`, apply `fn` in float32, quantize
-    with `y` (round half to even, saturate to int8)."""
-    codes = np.arange(-128, 128, dtype=np.int32)
-    real = np.float32(x.scale[0]) * (codes - x.zero_point[0]).astype(np.float32)
-    out = fn(real.astype(np.float32)).astype(np.float32)
-    q = np.rint(out / np.float32(y.scale[0])) + y.zero_point[0]
-    return [int(v) for v in np.clip(q, -128, 127).astype(np.int32)]

@@ -39,8 +39,3 @@ def _load() -> None:
 def converter_for(domain: str, op_type: str) -> Callable | None:
     _load()
     return _CONVERTERS.get((normalize_domain(domain), op_type))
-
-
-def supported_op_types() -> list[str]:
-    _load()
-    return sorted(f"{d}.{t}" if d else t for d, t in _CONVERTERS)

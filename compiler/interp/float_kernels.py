@@ -5,10 +5,13 @@ result than any float32 summation order, so it agrees with onnxruntime to float3
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .. import quant_math as qm
-from ..ops import spatial_axes
+from ..ir import Op
+from ..ops import spatial_axes, with_defaults
 from . import windows as win
 from .call import Call
 
@@ -150,6 +153,17 @@ def dequantize(call: Call, q) -> np.ndarray:
     quant = call.inputs[0].quant
     return qm.dequantize(q, quant.scale, quant.zero_point, quant.axis)
 
+
+def unary_function(op: Op) -> Callable[[np.ndarray], np.ndarray]:
+    """The float32 function of a one-input element-wise op (relu, clip, leaky_relu, sigmoid, tanh,
+    hard_swish): this interpreter's kernel, which look-up tables of the op's integer form evaluate."""
+    kernel = UNARY[op.kind]
+    call = Call(op, with_defaults(op), [], None)  # element-wise kernels read only the attributes
+    return lambda x: kernel(call, np.asarray(x, dtype=F32))
+
+
+UNARY = {"relu": relu, "clip": clip, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh,
+         "hard_swish": hard_swish}
 
 KERNELS = {
     "conv2d": conv, "depthwise_conv2d": conv, "fully_connected": fully_connected, "gemm": gemm,

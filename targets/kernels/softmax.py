@@ -5,14 +5,11 @@ from tinyc.codegen.cwriter import c_int
 from tinyc.codegen.emit import LayerContext
 from tinyc.ir import Graph, Op
 from tinyc.ops import attr
+from tinyc.quant_math import SOFTMAX_OUTPUT
 
 from ..cores import Target
 from ..registry import DTypes, Kernel, register
 from .conv import CMSIS_HEADER
-
-# The only output quantisation the integer softmax writes (TFLite's, and CMSIS-NN's).
-OUTPUT_SCALE = 1.0 / 256.0
-OUTPUT_ZERO_POINT = -128
 
 
 def emit_cmsis_softmax(op: Op, ctx: LayerContext) -> list[str]:
@@ -28,8 +25,7 @@ def _requires(target: Target, op: Op, graph: Graph) -> str | None:
     x, y = graph.values[op.inputs[0]], graph.values[op.outputs[0]]
     if attr(op, "axis") % len(x.shape) != len(x.shape) - 1:
         return "softmax over an axis other than the last (the kernel works on contiguous rows)"
-    q = y.quant
-    if q is not None and (q.zero_point != (OUTPUT_ZERO_POINT,) or q.scale != (OUTPUT_SCALE,)):
+    if y.quant is not None and y.quant != SOFTMAX_OUTPUT:
         return "an output quantisation other than scale 1/256, zero point -128"
     return None
 
