@@ -75,7 +75,8 @@ def test_qemu_boards_exist():
 
 def test_cost_model_ranks_cores():
     per_mac = {n: targets.get(n).cost_per_work["conv"] for n in targets.names()}
-    assert per_mac["cortex-m0"] > per_mac["cortex-m3"] > per_mac["cortex-m4"] > per_mac["cortex-m55"] > 0
+    # runtime_c's kernels: DSP cores run convolutions fastest (it has no Helium path).
+    assert per_mac["cortex-m0"] > per_mac["cortex-m3"] > per_mac["cortex-m55"] > per_mac["cortex-m4"] > 0
     m4 = targets.get("cortex-m4")
     assert m4.estimate_instructions("conv", 1000) == round(1000 * per_mac["cortex-m4"])
     every_class = {k.cost_class for k in targets.all_kernels()}

@@ -31,6 +31,11 @@ def _ints(op: Op, *keys: str) -> str:
     return ", ".join(c_int(op.attrs[k]) for k in keys)
 
 
+_ADD_INPUTS = ("input1_offset", "input1_multiplier", "input1_shift", "input2_offset", "input2_multiplier",
+               "input2_shift", "left_shift")
+_OUTPUT = ("output_offset", "output_multiplier", "output_shift", "act_min", "act_max")
+
+
 def emit_tinyc_add(op: Op, ctx: LayerContext) -> list[str]:
     """tinyc_add_s8: each input's rescaling is a 256-entry table computed at compile time."""
     a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
@@ -39,12 +44,7 @@ def emit_tinyc_add(op: Op, ctx: LayerContext) -> list[str]:
         at[f"input{k}_offset"], at["left_shift"], at[f"input{k}_multiplier"], at[f"input{k}_shift"]))
         for k in (1, 2)]
     return [f"{ctx.function}({ctx.pointer(a)}, {ctx.pointer(b)}, {tables[0]}, {tables[1]}, {ctx.pointer(y)}, "
-            f"{ctx.value(y).size}, {_ints(op, 'output_offset', 'output_multiplier', 'output_shift', 'act_min', 'act_max')});"]
-
-
-_ADD_INPUTS = ("input1_offset", "input1_multiplier", "input1_shift", "input2_offset", "input2_multiplier",
-               "input2_shift", "left_shift")
-_OUTPUT = ("output_offset", "output_multiplier", "output_shift", "act_min", "act_max")
+            f"{ctx.value(y).size}, {_ints(op, *_OUTPUT)});"]
 
 
 def emit_elementwise_add(op: Op, ctx: LayerContext) -> list[str]:

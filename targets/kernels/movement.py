@@ -11,7 +11,7 @@ from tinyc.ops import attr, is_view
 
 from ..cores import Target
 from ..registry import VIEW, DTypes, Kernel, register
-from ._common import at_most_rank4, values, when
+from ._common import at_most_rank4, when
 from .conv import TINYC_HEADER
 
 _SOURCES = dict(sources=("tinyc_kernels.c",), header=TINYC_HEADER)

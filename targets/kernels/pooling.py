@@ -58,10 +58,10 @@ _COMMON = dict(dtypes=DTypes(("int8",), "int8"), emit=emit_cmsis_pool, sources=(
 
 register(Kernel("arm_max_pool_s8", "cmsis-nn", ops=("max_pool2d",), requires=all_of(_nhwc, _WINDOWS),
                 reason="max pooling", **_COMMON))
+_PADDING_NOT_COUNTED = when(lambda t, op, g: not (attr(op, "count_include_pad") and any(attr(op, "pads"))),
+                           "padding counted in the average (CMSIS-NN averages over the input positions only)")
+
 register(Kernel(
-    "arm_avgpool_s8", "cmsis-nn", ops=("avg_pool2d",),
-    requires=all_of(_nhwc, _WINDOWS, when(lambda t, op, g: not (attr(op, "count_include_pad") and any(attr(op, "pads"))),
-                                          "padding counted in the average (CMSIS-NN averages over the input "
-                                          "positions only)")),
+    "arm_avgpool_s8", "cmsis-nn", ops=("avg_pool2d",), requires=all_of(_nhwc, _WINDOWS, _PADDING_NOT_COUNTED),
     scratch=lambda t, op, g: bs.avgpool_s8(t.isa, g.values[op.inputs[0]].shape[3]), reason="average pooling",
     **_COMMON))
