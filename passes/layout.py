@@ -89,6 +89,12 @@ class _NhwcRewriter:
         self.other_form: dict[tuple[str, bool], str] = {}
         self.weights: dict[tuple[str, str], str] = {}
         self.selected = self._select_activations()
+        # value -> the ops of the graph reading it (while the ops are rewritten, one may stop
+        # reading a constant, never start: a superset to filter, instead of a scan of every op)
+        self.readers: dict[str, list[Op]] = {}
+        for op in graph.ops:
+            for name in dict.fromkeys(op.inputs):
+                self.readers.setdefault(name, []).append(op)
 
     # which 4-D values are activations to hold in NHWC
     def _select_activations(self) -> set[str]:
@@ -222,7 +228,7 @@ class _NhwcRewriter:
                 # Only convolutions of this kind read it, as their weight: transform it in place.
                 only_here = name not in self.graph_outputs and all(
                     op.kind == kind and [i for i, n in enumerate(op.inputs) if n == name] == [1]
-                    for op in self.g.ops if name in op.inputs)
+                    for op in self.readers.get(name, ()) if name in op.inputs)
                 new = transposed_value(v, name if only_here else self.g.fresh_name(f"{name}_{layout}"),
                                        perm, layout)
                 if only_here:
