@@ -42,6 +42,10 @@ class IndexedGraph:
         self._producer: dict[str, Op] = {}
         self._readers: dict[str, list[Op]] = {}   # one entry per input slot reading the value
         self._op_names: Counter[str] = Counter()
+        self.renumbered = 0  # how many times the keys were renumbered (order_key values changed)
+        # Called with an op before and after each edit of its inputs or outputs, after it is
+        # inserted and before it is removed: a rewrite that revisits changed ops listens here.
+        self.on_edit: Callable[[Op], None] = lambda op: None
         self._renumber()
         for op in graph.ops:
             self._register(op)
@@ -77,6 +81,10 @@ class IndexedGraph:
     # ---- queries -------------------------------------------------------------------------------
     def contains(self, op: Op) -> bool:
         return id(op) in self._key
+
+    def order_key(self, op: Op) -> int:
+        """A number that increases along the op list (until the keys are renumbered)."""
+        return self._key[id(op)]
 
     def index_of(self, op: Op) -> int:
         if id(op) not in self._key:
@@ -114,21 +122,27 @@ class IndexedGraph:
             self._renumber()
         for op in new_ops:
             self._register(op)
+            self.on_edit(op)
 
     def remove(self, op: Op) -> None:
+        self.on_edit(op)
         del self.graph.ops[self.index_of(op)]
         self._unregister(op)
         del self._key[id(op)]
 
     def set_inputs(self, op: Op, names: Iterable[str]) -> None:
+        self.on_edit(op)
         self._unregister(op)
         op.inputs = list(names)
         self._register(op)
+        self.on_edit(op)
 
     def set_outputs(self, op: Op, names: Iterable[str]) -> None:
+        self.on_edit(op)
         self._unregister(op)
         op.outputs = list(names)
         self._register(op)
+        self.on_edit(op)
 
     def replace_reads(self, old: str, new: str) -> None:
         """Make every op input that reads `old` read `new`."""
@@ -155,6 +169,7 @@ class IndexedGraph:
     # ---- bookkeeping ---------------------------------------------------------------------------
     def _renumber(self) -> None:
         self._key = {id(op): i * _KEY_GAP for i, op in enumerate(self.graph.ops)}
+        self.renumbered += 1
 
     def _register(self, op: Op) -> None:
         if id(op) not in self._key:
