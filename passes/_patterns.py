@@ -131,18 +131,10 @@ class IndexedGraph:
         del self._key[id(op)]
 
     def set_inputs(self, op: Op, names: Iterable[str]) -> None:
-        self.on_edit(op)
-        self._unregister(op)
-        op.inputs = list(names)
-        self._register(op)
-        self.on_edit(op)
+        self._rewire(op, "inputs", names)
 
     def set_outputs(self, op: Op, names: Iterable[str]) -> None:
-        self.on_edit(op)
-        self._unregister(op)
-        op.outputs = list(names)
-        self._register(op)
-        self.on_edit(op)
+        self._rewire(op, "outputs", names)
 
     def replace_reads(self, old: str, new: str) -> None:
         """Make every op input that reads `old` read `new`."""
@@ -167,6 +159,13 @@ class IndexedGraph:
         assert self._op_names == fresh._op_names, "op names differ"
 
     # ---- bookkeeping ---------------------------------------------------------------------------
+    def _rewire(self, op: Op, field: str, names: Iterable[str]) -> None:
+        self.on_edit(op)
+        self._unregister(op)
+        setattr(op, field, list(names))
+        self._register(op)
+        self.on_edit(op)
+
     def _renumber(self) -> None:
         self._key = {id(op): i * _KEY_GAP for i, op in enumerate(self.graph.ops)}
         self.renumbered += 1

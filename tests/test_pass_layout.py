@@ -16,7 +16,8 @@ from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.ops import infer_shapes
 from tinyc.passes import get
 from tinyc.passes import layout as layout_pass
-from tinyc.passes.layout import LAYOUT_READERS, compose, moves_only_unit_axes, simplify_moves
+from tinyc.passes._patterns import IndexedGraph
+from tinyc.passes.layout import _simplify, simplify_moves
 from tinyc.verify import verify
 
 to_nhwc = get("layout")
@@ -527,9 +528,18 @@ def test_real_model_keeps_only_needed_transposes_and_every_result(path, transpos
 
 # ---- the clean-up revisits only what changed, with the result of rescanning everything ------------
 # simplify_moves rewrites the first op (in op order) a rule applies to, drops what is dead and
-# repeats. It finds that op with a heap of the ops next to earlier changes; the definition it must
-# agree with rescans the whole graph after every rewrite (what it did before, quadratic in models
-# with a transpose per layer).
+# repeats. It finds that op with a heap of the ops next to earlier changes and drops dead ops as they
+# appear; the definition it must agree with rescans the whole graph, with use-lists built afresh,
+# after every rewrite and then runs Graph.remove_dead (what it did before: quadratic in models with a
+# transpose per layer).
+
+def rescanning_simplify_moves(g: Graph) -> None:
+    while True:
+        ix = IndexedGraph(g)
+        if not any(_simplify(ix, op, lambda op: None) for op in list(g.ops)):
+            return
+        g.remove_dead()
+
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MOVES = ("transpose", "reshape", "quantize", "dequantize", "identity", "relu", "conv2d", "add")
@@ -550,91 +560,3 @@ def test_layout_pass_equals_its_rescanning_form(graph):
     with mock.patch.object(layout_pass, "simplify_moves", rescanning_simplify_moves):
         rescanned = to_nhwc(graph)
     assert_graphs_equal(to_nhwc(graph), rescanned)
-
-
-def rescanning_simplify_moves(g: Graph) -> None:
-    """The definition: the code simplify_moves had before it kept a heap (verbatim)."""
-    while _rescan_once(g):
-        g.remove_dead()
-
-
-def _rescan_once(g: Graph) -> bool:
-    producers, consumers = g.producers(), g.consumers()
-    for op in g.ops:
-        if op.kind not in ("transpose", "reshape"):
-            continue
-        src = producers.get(op.inputs[0])
-        if op.kind == "transpose" and src is not None and src.kind == "transpose":
-            op.attrs["perm"] = list(compose(src.attrs["perm"], op.attrs["perm"]))
-            op.inputs = [src.inputs[0]]
-            return True
-        if op.kind == "transpose" and moves_only_unit_axes(g.values[op.inputs[0]].shape,
-                                                           op.attrs["perm"]):
-            op.kind, op.attrs = "reshape", {"shape": list(g.values[op.outputs[0]].shape)}
-            return True
-        if op.kind == "reshape" and src is not None and src.kind == "reshape":
-            op.inputs = [src.inputs[0]]
-            return True
-        if op.kind == "reshape" and _old_drop_identity_reshape(g, op, producers, consumers):
-            return True
-        if op.kind == "transpose" and _old_move_int8_side(g, op, producers, consumers):
-            return True
-    return False
-
-
-def _old_move_int8_side(g: Graph, op: Op, producers: dict[str, Op], consumers: dict[str, list[Op]]) -> bool:
-    """Quantize before a transpose and dequantize after one: the transpose then moves int8 bytes
-    instead of four times as many float bytes (both orders compute the same values exactly)."""
-    src = producers.get(op.inputs[0])
-    readers = consumers.get(op.outputs[0], [])
-    if (len(readers) == 1 and readers[0].kind == "quantize" and op.outputs[0] not in g.outputs
-            and g.values[readers[0].outputs[0]].quant.axis is None):
-        quantize, x, y = readers[0], g.values[op.inputs[0]], g.values[readers[0].outputs[0]]
-        moved = g.add_value(Value(g.fresh_name(f"{y.name}_before_transpose"), x.shape, y.dtype,
-                                  x.layout, y.quant))
-        old = op.outputs[0]
-        quantize.inputs, quantize.outputs = [x.name], [moved.name]
-        op.inputs, op.outputs = [moved.name], [y.name]
-        g.ops.remove(quantize)
-        g.ops.insert(g.ops.index(op), quantize)
-        del g.values[old]
-        return True
-    if (src is not None and src.kind == "dequantize" and consumers[src.outputs[0]] == [op]
-            and src.outputs[0] not in g.outputs and g.values[src.inputs[0]].quant.axis is None):
-        q, y = g.values[src.inputs[0]], g.values[op.outputs[0]]
-        moved = g.add_value(Value(g.fresh_name(f"{q.name}_transposed"), y.shape, q.dtype, y.layout,
-                                  q.quant))
-        old = src.outputs[0]
-        op.inputs, op.outputs = [q.name], [moved.name]
-        src.inputs, src.outputs = [moved.name], [y.name]
-        g.ops.remove(src)
-        g.ops.insert(g.ops.index(op) + 1, src)
-        del g.values[old]
-        return True
-    return False
-
-
-def _old_drop_identity_reshape(g: Graph, op: Op, producers: dict[str, Op],
-                           consumers: dict[str, list[Op]]) -> bool:
-    src, dst = g.values[op.inputs[0]], g.values[op.outputs[0]]
-    if src.shape != dst.shape:
-        return False
-    writer = producers.get(src.name)
-    # src can take dst's place (be written under dst's name, or take dst's label) when nothing
-    # else reads it and its writer's kernel does not read its own output's label.
-    src_is_private = (writer is not None and src.name not in g.inputs and src.name not in g.outputs
-                      and consumers[src.name] == [op]
-                      and (writer.kind not in LAYOUT_READERS or src.layout == dst.layout))
-    if dst.name in g.outputs:
-        if not src_is_private or src.dtype != dst.dtype or src.quant != dst.quant:
-            return False
-        g.ops.remove(op)
-        writer.outputs = [dst.name]
-        return True
-    if src.layout != dst.layout and any(c.kind in LAYOUT_READERS for c in consumers[dst.name]):
-        if not src_is_private:
-            return False  # the reshape relabels the bytes for a conv or pool: keep it
-        src.layout = dst.layout
-    g.ops.remove(op)
-    g.replace_uses(dst.name, src.name)
-    return True
