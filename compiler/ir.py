@@ -156,5 +156,20 @@ class Graph:
         self.values = {k: v for k, v in self.values.items() if k in referenced}
 
     def copy(self) -> "Graph":
-        """A deep copy (constant arrays included), so a pass never mutates its caller's graph."""
-        return copy.deepcopy(self)
+        """A copy a pass may edit freely (values, ops, attributes, meta) without touching this graph.
+
+        Constant arrays are shared, copy-on-write: copying makes them read-only, so writing one in
+        place raises in either graph, and code that changes a constant assigns a new array to
+        `value.data`. Copying the arrays made every pass cost as much as the weights."""
+        for v in self.values.values():
+            if v.data is not None:
+                v.data.flags.writeable = False
+        return Graph(self.name, {name: copy.copy(v) for name, v in self.values.items()},
+                     [Op(op.kind, op.name, list(op.inputs), list(op.outputs), _copy_attrs(op.attrs))
+                      for op in self.ops],
+                     list(self.inputs), list(self.outputs), copy.deepcopy(self.meta))
+
+
+def _copy_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    # Attribute values are numbers, strings or flat lists of numbers (docs/ir.md).
+    return {k: list(v) if isinstance(v, list) else v for k, v in attrs.items()}

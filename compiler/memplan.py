@@ -16,6 +16,7 @@ capped by node counts, never by time).
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -64,6 +65,22 @@ def lifetimes_overlap(a: Buffer, b: Buffer) -> bool:
     return a.first <= b.last and b.first <= a.last
 
 
+def overlapping(buffers: Sequence[Buffer]) -> list[list[int]]:
+    """For each buffer, the indices (ascending) of the other buffers live at a common step.
+
+    A sweep in order of first step, keeping the buffers still live: the cost is the number of
+    overlapping pairs, not every pair (a long chain of layers has few live buffers at any step)."""
+    result: list[list[int]] = [[] for _ in buffers]
+    live: list[int] = []
+    for i in sorted(range(len(buffers)), key=lambda i: buffers[i].first):
+        live = [j for j in live if buffers[j].last >= buffers[i].first]
+        for j in live:
+            result[i].append(j)
+            result[j].append(i)
+        live.append(i)
+    return [sorted(r) for r in result]
+
+
 def _validate(buffers: Sequence[Buffer], alignment: int) -> None:
     if not isinstance(alignment, int) or alignment <= 0:
         raise ValueError(f"alignment must be a positive integer, got {alignment!r}")
@@ -85,8 +102,17 @@ def _arena_of(offsets: dict[str, int], buffers: Sequence[Buffer], alignment: int
 
 def live_bytes(buffers: Sequence[Buffer], alignment: int) -> dict[int, int]:
     """Aligned bytes live at each step where some buffer starts (the maximum is at one of those)."""
-    return {step: sum(align_up(b.size, alignment) for b in buffers if b.first <= step <= b.last)
-            for step in sorted({b.first for b in buffers})}
+    change: dict[int, int] = {}  # bytes that start (+) and end (-) being live at each step
+    for b in buffers:
+        change[b.first] = change.get(b.first, 0) + align_up(b.size, alignment)
+        change[b.last + 1] = change.get(b.last + 1, 0) - align_up(b.size, alignment)
+    starts = {b.first for b in buffers}
+    per_step, live = {}, 0
+    for step in sorted(change):
+        live += change[step]
+        if step in starts:
+            per_step[step] = live
+    return per_step
 
 
 def lower_bound(buffers: Sequence[Buffer], alignment: int) -> tuple[int, int | None, tuple[str, ...]]:
@@ -160,16 +186,20 @@ def _lowest_gap(busy: list[tuple[int, int]], size: int, best_fit: bool) -> int:
 def place_in_order(order: Sequence[Buffer], alignment: int, best_fit: bool = True) -> dict[str, int]:
     """Place buffers one by one in `order`, each in a gap left by the already placed buffers whose
     lifetimes overlap its own."""
-    placed: list[tuple[Buffer, int, int]] = []  # (buffer, offset, aligned size)
+    placed: list[tuple[int, int]] = []          # byte ranges of the placed buffers
+    placed_at: dict[int, list[int]] = {}        # step -> the placed buffers live then
     offsets: dict[str, int] = {}
     for buf in order:
         size = align_up(buf.size, alignment)
         if size == 0:
             offsets[buf.name] = 0
             continue
-        busy = sorted((off, off + s) for other, off, s in placed if lifetimes_overlap(buf, other))
-        offsets[buf.name] = _lowest_gap(busy, size, best_fit)
-        placed.append((buf, offsets[buf.name], size))
+        steps = range(buf.first, buf.last + 1)
+        live_with = {i for step in steps for i in placed_at.get(step, ())}
+        offsets[buf.name] = _lowest_gap(sorted(placed[i] for i in live_with), size, best_fit)
+        for step in steps:
+            placed_at.setdefault(step, []).append(len(placed))
+        placed.append((offsets[buf.name], offsets[buf.name] + size))
     return offsets
 
 
@@ -187,17 +217,20 @@ def _by_lifetime(buffers: Sequence[Buffer], alignment: int) -> list[Buffer]:
 
 def _by_conflict(buffers: Sequence[Buffer], alignment: int) -> list[Buffer]:
     """Buffers that share their lifetime with the most bytes first: they are the hardest to fit."""
-    def weight(b: Buffer) -> int:
-        return sum(align_up(o.size, alignment) for o in buffers if lifetimes_overlap(b, o))
-    return sorted(buffers, key=lambda b: (-weight(b), -align_up(b.size, alignment), b.first, b.name))
+    sizes = [align_up(b.size, alignment) for b in buffers]
+    weight = [sizes[i] + sum(sizes[j] for j in others) for i, others in enumerate(overlapping(buffers))]
+    order = sorted(range(len(buffers)), key=lambda i: (-weight[i], -sizes[i], buffers[i].first,
+                                                       buffers[i].name))
+    return [buffers[i] for i in order]
 
 
 def _by_peak(buffers: Sequence[Buffer], alignment: int) -> list[Buffer]:
     """Buffers live at the most crowded steps first, so the peak is packed before anything else."""
     per_step = live_bytes(buffers, alignment)
+    steps, live = list(per_step), list(per_step.values())  # steps ascending
 
     def crowd(b: Buffer) -> int:
-        return max(n for s, n in per_step.items() if b.first <= s <= b.last)
+        return max(live[bisect_left(steps, b.first):bisect_right(steps, b.last)])
     return sorted(buffers, key=lambda b: (-crowd(b), -align_up(b.size, alignment), b.first, b.name))
 
 
@@ -210,7 +243,7 @@ def _greedy(order: Callable[[Sequence[Buffer], int], list[Buffer]], best_fit: bo
 # ---- exact search ------------------------------------------------------------------------------
 
 def _floors(resting: dict[int, int], last_off: int, last_index: int, sizes: list[int],
-            overlapping: list[list[int]]) -> dict[int, int] | None:
+            others: list[list[int]]) -> dict[int, int] | None:
     """Lowest offset each unplaced buffer can still get in the search order, or None if one of
     them can no longer be placed.
 
@@ -230,7 +263,7 @@ def _floors(resting: dict[int, int], last_off: int, last_index: int, sizes: list
         if j in done:
             continue
         done.add(j)
-        for i in overlapping[j]:
+        for i in others[j]:
             if i in resting and i not in done and floor + sizes[j] < floors.get(i, _NEVER):
                 floors[i] = floor + sizes[j]
                 heapq.heappush(frontier, (floors[i], i))
@@ -262,10 +295,12 @@ def exact_search(buffers: Sequence[Buffer], alignment: int, incumbent: dict[str,
         return best, True
     sizes = [align_up(b.size, alignment) for b in items]
     points = sorted({b.first for b in items})
-    spans = [[p for p, step in enumerate(points) if b.first <= step <= b.last] for b in items]
-    live_at = [[i for i, span in enumerate(spans) if p in span] for p in range(len(points))]
-    overlapping = [[j for j in range(len(items)) if j != i and lifetimes_overlap(items[i], items[j])]
-                   for i in range(len(items))]
+    spans = [list(range(bisect_left(points, b.first), bisect_right(points, b.last))) for b in items]
+    live_at: list[list[int]] = [[] for _ in points]
+    for i, span in enumerate(spans):
+        for p in span:
+            live_at[p].append(i)
+    others = overlapping(items)
     floor = max(sum(sizes[i] for i in live) for live in live_at)  # the lower bound
     if best_arena <= floor:
         return best, True
@@ -298,7 +333,7 @@ def exact_search(buffers: Sequence[Buffer], alignment: int, incumbent: dict[str,
                 best.update({b.name: 0 for b in buffers if b.size == 0})
             return
         resting = {i: max(skyline[p] for p in spans[i]) for i in range(len(items)) if not placed[i]}
-        floors = _floors(resting, last_off, last_index, sizes, overlapping)
+        floors = _floors(resting, last_off, last_index, sizes, others)
         if floors is None or bound(floors) >= best_arena:
             return
         candidates = []
@@ -343,13 +378,12 @@ def fit_search(buffers: Sequence[Buffer], alignment: int, arena: int,
     items = sorted((b for b in buffers if b.size > 0),
                    key=lambda b: (-align_up(b.size, alignment), -_span(b), b.first, b.name))
     sizes = [align_up(b.size, alignment) for b in items]
-    overlapping = [[j for j in range(len(items)) if j != i and lifetimes_overlap(items[i], items[j])]
-                   for i in range(len(items))]
+    others = overlapping(items)
     offsets: list[int | None] = [None] * len(items)
     nodes = 0
 
     def gaps(i: int) -> list[tuple[int, int]]:
-        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in overlapping[i]
+        busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in others[i]
                       if offsets[j] is not None)
         free, low = [], 0
         for lo, hi in busy + [(arena, arena)]:
@@ -370,7 +404,7 @@ def fit_search(buffers: Sequence[Buffer], alignment: int, arena: int,
                 return False
             nodes += 1
             offsets[i] = off
-            if all(offsets[j] is not None or gaps(j) for j in overlapping[i]) and visit(i + 1):
+            if all(offsets[j] is not None or gaps(j) for j in others[i]) and visit(i + 1):
                 return True
             offsets[i] = None
         return False

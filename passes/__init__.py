@@ -1,7 +1,8 @@
 """tinyc passes: each file holds one transformation, a function Graph -> Graph registered by name.
 
-A pass never mutates its argument (it works on `graph.copy()`), keeps the graph's interface (input and
-output names, shapes, dtypes, layouts) and returns a graph that verifies. `tinyc opt -p a,b` runs
+A pass never mutates its argument (it works on `graph.copy()`, whose constant arrays are shared and
+read-only), keeps the graph's interface (input and output names, shapes, dtypes, layouts) and returns a
+graph that verifies. `tinyc opt -p a,b` runs
 passes by these names.
 """
 from __future__ import annotations

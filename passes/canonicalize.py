@@ -7,9 +7,9 @@ from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.ops import attr, moves_only_unit_axes
 from tinyc.passes import register
 
-from ._patterns import (ConstLike, apply_rule, bypass, channel_axis, const_like, drop_if_unread,
-                        fresh_op_name, insert_after, moved_quant, per_channel_vector, plain_const,
-                        producer, remove_op, remove_unused_constants, replace_const_like,
+from ._patterns import (ConstLike, IndexedGraph, apply_rule, bypass, channel_axis, const_like,
+                        drop_if_unread, fresh_op_name, insert_after, moved_quant, per_channel_vector,
+                        plain_const, producer, remove_op, remove_unused_constants, replace_const_like,
                         sole_reader, take_over_output, weight_out_axis)
 
 CONVS = ("conv2d", "depthwise_conv2d")
@@ -43,7 +43,7 @@ def canonicalize(graph: Graph) -> Graph:
     - constants no op reads any more are dropped.
     The op doing the work keeps its name and writes the output name of the ops folded into it, so the
     graph interface is unchanged."""
-    g = graph.copy()
+    g = IndexedGraph(graph.copy())
     apply_rule(g, _remove_identity)
     apply_rule(g, _gemm_to_fully_connected)
     apply_rule(g, _matmul_add_to_fully_connected)
@@ -53,13 +53,13 @@ def canonicalize(graph: Graph) -> Graph:
     apply_rule(g, _global_pool_to_avg_pool)
     apply_rule(g, _unit_transpose_to_reshape)
     apply_rule(g, _collapse_reshapes)
-    remove_unused_constants(g)
-    return g
+    remove_unused_constants(g.graph)
+    return g.graph
 
 
 # ---- identity ---------------------------------------------------------------------------------
 
-def _remove_identity(g: Graph, op: Op) -> bool:
+def _remove_identity(g: IndexedGraph, op: Op) -> bool:
     return op.kind == "identity" and bypass(g, op)
 
 
@@ -70,7 +70,7 @@ def _transposed_2d(cl: ConstLike) -> tuple[np.ndarray, QuantParams | None]:
     return np.ascontiguousarray(cl.const.data.T), moved_quant(cl.const.quant, lambda a: 1 - a)
 
 
-def _bias_vector(g: Graph, name: str, rows: int, cols: int, scale: float
+def _bias_vector(g: IndexedGraph, name: str, rows: int, cols: int, scale: float
                  ) -> tuple[ConstLike, np.ndarray, QuantParams | None] | None:
     """A constant-like bias that broadcasts to [rows, cols] with every row equal, as a [cols] vector
     (times `scale`, float constants only) with its quantisation. None when the bias is not of that
@@ -97,7 +97,7 @@ def _bias_vector(g: Graph, name: str, rows: int, cols: int, scale: float
     return None
 
 
-def _gemm_to_fully_connected(g: Graph, op: Op) -> bool:
+def _gemm_to_fully_connected(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "gemm" or attr(op, "trans_a"):
         return False
     out = g.values[op.outputs[0]]
@@ -131,13 +131,14 @@ def _gemm_to_fully_connected(g: Graph, op: Op) -> bool:
         unchanged = cl.const.data.shape == vec.shape and (cl.quantized or beta == 1.0)
         inputs.append(cl.name if unchanged else
                       replace_const_like(g, op, cl, vec, quant, f"{cl.const.name}_fc"))
-    op.kind, op.inputs, op.attrs = "fully_connected", inputs, {}
+    op.kind, op.attrs = "fully_connected", {}
+    g.set_inputs(op, inputs)
     for replaced in op_inputs_before:
         drop_if_unread(g, replaced)
     return True
 
 
-def _matmul_add_to_fully_connected(g: Graph, op: Op) -> bool:
+def _matmul_add_to_fully_connected(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "matmul":
         return False
     x, w = g.values[op.inputs[0]], op.inputs[1]
@@ -163,7 +164,8 @@ def _matmul_add_to_fully_connected(g: Graph, op: Op) -> bool:
     cl, vec, bquant = bias
     new_b = cl.name if cl.const.data.shape == vec.shape else \
         replace_const_like(g, op, cl, vec, bquant, f"{cl.const.name}_fc")
-    op.kind, op.inputs, op.attrs = "fully_connected", [op.inputs[0], new_w, new_b], {}
+    op.kind, op.attrs = "fully_connected", {}
+    g.set_inputs(op, [op.inputs[0], new_w, new_b])
     take_over_output(g, op, add)
     drop_if_unread(g, w)
     drop_if_unread(g, other)
@@ -172,7 +174,7 @@ def _matmul_add_to_fully_connected(g: Graph, op: Op) -> bool:
 
 # ---- conv + per-channel add -------------------------------------------------------------------
 
-def _fold_conv_bias_add(g: Graph, op: Op) -> bool:
+def _fold_conv_bias_add(g: IndexedGraph, op: Op) -> bool:
     if op.kind not in CONVS or attr(op, "activation") != "none":
         return False
     out = g.values[op.outputs[0]]
@@ -195,14 +197,14 @@ def _fold_conv_bias_add(g: Graph, op: Op) -> bool:
             return False
         vec = old_bias.data + vec
     bias = g.add_const(f"{op.name}_bias", np.asarray(vec, dtype=np.float32))
-    op.inputs = op.inputs[:2] + [bias.name]
+    g.set_inputs(op, op.inputs[:2] + [bias.name])
     take_over_output(g, op, add)
     return True
 
 
 # ---- batch_norm -------------------------------------------------------------------------------
 
-def _fold_batch_norm(g: Graph, op: Op) -> bool:
+def _fold_batch_norm(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "batch_norm":
         return False
     x = g.values[op.inputs[0]]
@@ -220,7 +222,7 @@ def _fold_batch_norm(g: Graph, op: Op) -> bool:
     return True
 
 
-def _fold_into_producer(g: Graph, bn: Op, factor: np.ndarray, shift: np.ndarray) -> bool:
+def _fold_into_producer(g: IndexedGraph, bn: Op, factor: np.ndarray, shift: np.ndarray) -> bool:
     x = bn.inputs[0]
     prod = producer(g, x)
     if prod is None or prod.kind not in CONVS + ("fully_connected",):
@@ -240,12 +242,12 @@ def _fold_into_producer(g: Graph, bn: Op, factor: np.ndarray, shift: np.ndarray)
     new_b = (old_b * factor + shift).astype(np.float32)
     w_val = g.add_const(f"{weight.name}_bn", new_w, layout=weight.layout)
     b_val = g.add_const(f"{prod.name}_bias", new_b)
-    prod.inputs = [prod.inputs[0], w_val.name, b_val.name]
+    g.set_inputs(prod, [prod.inputs[0], w_val.name, b_val.name])
     take_over_output(g, prod, bn)
     return True
 
 
-def _batch_norm_to_mul_add(g: Graph, bn: Op, x: Value, factor: np.ndarray, shift: np.ndarray) -> None:
+def _batch_norm_to_mul_add(g: IndexedGraph, bn: Op, x: Value, factor: np.ndarray, shift: np.ndarray) -> None:
     axis = channel_axis(x)
     shape = (factor.shape[0],) + (1,) * (len(x.shape) - axis - 1)
     k = g.add_const(f"{bn.name}_scale", factor.astype(np.float32).reshape(shape))
@@ -253,13 +255,15 @@ def _batch_norm_to_mul_add(g: Graph, bn: Op, x: Value, factor: np.ndarray, shift
     out = g.values[bn.outputs[0]]
     scaled = g.add_value(Value(g.fresh_name(f"{out.name}_scaled"), out.shape, "float32", out.layout))
     add = Op("add", fresh_op_name(g, f"{bn.name}_shift"), [scaled.name, s.name], list(bn.outputs))
-    bn.kind, bn.inputs, bn.outputs, bn.attrs = "mul", [x.name, k.name], [scaled.name], {}
+    bn.kind, bn.attrs = "mul", {}
+    g.set_inputs(bn, [x.name, k.name])
+    g.set_outputs(bn, [scaled.name])
     insert_after(g, bn, [add])
 
 
 # ---- single-op rewrites -----------------------------------------------------------------------
 
-def _grouped_conv_to_depthwise(g: Graph, op: Op) -> bool:
+def _grouped_conv_to_depthwise(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "conv2d":
         return False
     x, w = g.values[op.inputs[0]], g.values[op.inputs[1]]
@@ -274,7 +278,7 @@ def _grouped_conv_to_depthwise(g: Graph, op: Op) -> bool:
     return True
 
 
-def _global_pool_to_avg_pool(g: Graph, op: Op) -> bool:
+def _global_pool_to_avg_pool(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "global_avg_pool":
         return False
     x = g.values[op.inputs[0]]
@@ -283,7 +287,7 @@ def _global_pool_to_avg_pool(g: Graph, op: Op) -> bool:
     return True
 
 
-def _unit_transpose_to_reshape(g: Graph, op: Op) -> bool:
+def _unit_transpose_to_reshape(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "transpose":
         return False
     if not moves_only_unit_axes(g.values[op.inputs[0]].shape, op.attrs["perm"]):
@@ -292,13 +296,13 @@ def _unit_transpose_to_reshape(g: Graph, op: Op) -> bool:
     return True
 
 
-def _collapse_reshapes(g: Graph, op: Op) -> bool:
+def _collapse_reshapes(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "reshape":
         return False
     inner = producer(g, op.inputs[0])
     if inner is not None and inner.kind == "reshape":
-        op.inputs = [inner.inputs[0]]
-        if not any(inner.outputs[0] in o.inputs for o in g.ops) and inner.outputs[0] not in g.outputs:
+        g.set_inputs(op, [inner.inputs[0]])
+        if not g.is_read(inner.outputs[0]) and inner.outputs[0] not in g.outputs:
             remove_op(g, inner)
             del g.values[inner.outputs[0]]
         return True

@@ -7,7 +7,7 @@ from tinyc.ir import Graph, Op
 from tinyc.ops import attr
 from tinyc.passes import register
 
-from ._patterns import apply_rule, producer, remove_op, sole_reader, take_over_output
+from ._patterns import IndexedGraph, apply_rule, producer, remove_op, sole_reader, take_over_output
 
 # Ops whose kernels apply an activation to their own output (an `activation` attribute).
 ACTIVATION_HOSTS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "mul", "max_pool2d",
@@ -30,10 +30,10 @@ def fuse(graph: Graph) -> Graph:
       graph, value == the zero point in an integer graph) and whose output is read only by a conv2d /
       depthwise_conv2d as its data input is removed and its pads are added to the conv's pads;
     - everything else (e.g. an integer op with nothing to fuse) is left as it is."""
-    g = graph.copy()
+    g = IndexedGraph(graph.copy())
     apply_rule(g, _fuse_activation)
     apply_rule(g, _fuse_pad)
-    return g
+    return g.graph
 
 
 def _activation_of(op: Op) -> dict | None:
@@ -52,7 +52,7 @@ def _activation_of(op: Op) -> dict | None:
     return {"activation": "clip", "clip_min": lo, "clip_max": hi}
 
 
-def _fuse_activation(g: Graph, op: Op) -> bool:
+def _fuse_activation(g: IndexedGraph, op: Op) -> bool:
     if op.kind not in ("relu", "clip") or g.values[op.outputs[0]].dtype != "float32":
         return False
     x = op.inputs[0]
@@ -69,7 +69,7 @@ def _fuse_activation(g: Graph, op: Op) -> bool:
     return True
 
 
-def _pad_value_is_zero(g: Graph, pad: Op) -> bool:
+def _pad_value_is_zero(g: IndexedGraph, pad: Op) -> bool:
     value = float(attr(pad, "value"))
     x = g.values[pad.inputs[0]]
     if x.dtype == "float32":
@@ -78,7 +78,7 @@ def _pad_value_is_zero(g: Graph, pad: Op) -> bool:
     return q is not None and q.axis is None and value == float(q.zero_point[0])
 
 
-def _fuse_pad(g: Graph, op: Op) -> bool:
+def _fuse_pad(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "pad":
         return False
     x = g.values[op.inputs[0]]
@@ -97,7 +97,7 @@ def _fuse_pad(g: Graph, op: Op) -> bool:
     top, left, bottom, right = attr(conv, "pads")
     conv.attrs["pads"] = [top + begins[h_ax], left + begins[w_ax], bottom + ends[h_ax],
                           right + ends[w_ax]]
-    conv.inputs[0] = op.inputs[0]
+    g.set_inputs(conv, [op.inputs[0], *conv.inputs[1:]])
     remove_op(g, op)
     del g.values[op.outputs[0]]
     return True

@@ -10,6 +10,8 @@ semantics need (an interface in NCHW, an NCHW flatten of a tensor with spatial s
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import replace
 from typing import Sequence
 
@@ -18,6 +20,8 @@ import numpy as np
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.ops import moves_only_unit_axes
 from tinyc.passes import register
+
+from ._patterns import IndexedGraph
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -83,6 +87,12 @@ class _NhwcRewriter:
         self.other_form: dict[tuple[str, bool], str] = {}
         self.weights: dict[tuple[str, str], str] = {}
         self.selected = self._select_activations()
+        # value -> the ops of the graph reading it (while the ops are rewritten, one may stop
+        # reading a constant, never start: a superset to filter, instead of a scan of every op)
+        self.readers: dict[str, list[Op]] = {}
+        for op in graph.ops:
+            for name in dict.fromkeys(op.inputs):
+                self.readers.setdefault(name, []).append(op)
 
     # which 4-D values are activations to hold in NHWC
     def _select_activations(self) -> set[str]:
@@ -216,7 +226,7 @@ class _NhwcRewriter:
                 # Only convolutions of this kind read it, as their weight: transform it in place.
                 only_here = name not in self.graph_outputs and all(
                     op.kind == kind and [i for i, n in enumerate(op.inputs) if n == name] == [1]
-                    for op in self.g.ops if name in op.inputs)
+                    for op in self.readers.get(name, ()) if name in op.inputs)
                 new = transposed_value(v, name if only_here else self.g.fresh_name(f"{name}_{layout}"),
                                        perm, layout)
                 if only_here:
@@ -340,90 +350,180 @@ def simplify_moves(g: Graph) -> None:
     """Rewrite transposes and reshapes until none of these applies: transpose of a transpose ->
     one transpose; transpose moving only size-1 axes -> reshape; reshape of a reshape -> one reshape;
     reshape to the same shape -> nothing; a float transpose next to a per-tensor quantize or
-    dequantize -> the transpose on the int8 side. Keeps the graph's inputs and outputs."""
-    while _simplify_once(g):
-        g.remove_dead()
+    dequantize -> the transpose on the int8 side. Keeps the graph's inputs and outputs.
+
+    Each step rewrites the first op (in op order) that one of these applies to, then drops the ops
+    and values left dead. Rescanning the whole graph after every step made this quadratic in
+    models with a transpose per layer, so a heap holds the ops still to look at, in op order: all
+    of them at first, then again every op next to one a step changed (whether a rule applies to
+    an op depends only on it, its input's writer and the readers of its input and output). The
+    first op the heap yields that a rule applies to is the one a rescan would find."""
+    _MoveSimplifier(g).run()
 
 
-def _simplify_once(g: Graph) -> bool:
-    producers, consumers = g.producers(), g.consumers()
-    for op in g.ops:
-        if op.kind not in ("transpose", "reshape"):
-            continue
-        src = producers.get(op.inputs[0])
-        if op.kind == "transpose" and src is not None and src.kind == "transpose":
-            op.attrs["perm"] = list(compose(src.attrs["perm"], op.attrs["perm"]))
-            op.inputs = [src.inputs[0]]
-            return True
-        if op.kind == "transpose" and moves_only_unit_axes(g.values[op.inputs[0]].shape,
-                                                           op.attrs["perm"]):
-            op.kind, op.attrs = "reshape", {"shape": list(g.values[op.outputs[0]].shape)}
-            return True
-        if op.kind == "reshape" and src is not None and src.kind == "reshape":
-            op.inputs = [src.inputs[0]]
-            return True
-        if op.kind == "reshape" and _drop_identity_reshape(g, op, producers, consumers):
-            return True
-        if op.kind == "transpose" and _move_int8_side(g, op, producers, consumers):
-            return True
+class _MoveSimplifier:
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.ix = IndexedGraph(g)
+        self.ix.on_edit = self.edited
+        self.heap: list[tuple[int, int, Op]] = []
+        self.pushes = itertools.count()   # tie-break, so ops themselves are never compared
+        self.keys_seen = self.ix.renumbered
+        self.touched: set[str] = set()    # values whose readers or writer an edit changed
+        for op in g.ops:
+            self.push(op)
+
+    def push(self, op: Op) -> None:
+        if self.ix.contains(op):
+            heapq.heappush(self.heap, (self.ix.order_key(op), next(self.pushes), op))
+
+    def edited(self, op: Op) -> None:
+        """Called before and after every edit of `op`: it and its neighbours are looked at again."""
+        ix = self.ix
+        neighbours = [op, *(ix.producer(n) for n in op.inputs if n),
+                      *(r for n in op.inputs + op.outputs if n for r in ix.readers(n))]
+        for other in neighbours:
+            if other is not None:
+                self.push(other)
+        self.touched.update(n for n in op.inputs + op.outputs if n)
+
+    def run(self) -> None:
+        cleaned = False
+        while self.heap:
+            if self.ix.renumbered != self.keys_seen:  # keys changed: order the heap by the new ones
+                self.keys_seen = self.ix.renumbered
+                ops = [op for _, _, op in self.heap]
+                self.heap = []
+                for op in ops:
+                    self.push(op)
+                continue
+            key, _, op = heapq.heappop(self.heap)
+            if not self.ix.contains(op) or self.ix.order_key(op) != key:
+                continue  # removed, or moved (pushed again at its new place)
+            if not _simplify(self.ix, op, self.edited):
+                continue
+            if cleaned:
+                self.drop_dead()
+            else:  # as Graph.remove_dead, which the first step also owes what was dead before it
+                self.drop_all_dead()
+                cleaned = True
+
+    def drop_dead(self) -> None:
+        """Remove the ops and values the last step left unread (nothing was dead before it)."""
+        g, ix = self.g, self.ix
+        while self.touched:
+            name = self.touched.pop()
+            writer = ix.producer(name)
+            if writer is not None and not any(ix.is_read(o) or o in g.outputs for o in writer.outputs):
+                ix.remove(writer)  # touches the writer's inputs in turn
+            elif writer is None and not ix.is_read(name) and name not in g.inputs + g.outputs:
+                g.values.pop(name, None)
+
+    def drop_all_dead(self) -> None:
+        g = self.g
+        live = set(g.outputs)
+        dead = []
+        for op in reversed(g.ops):
+            if any(o in live for o in op.outputs):
+                live.update(n for n in op.inputs if n)
+            else:
+                dead.append(op)
+        for op in dead:
+            self.ix.remove(op)
+        referenced = set(g.inputs) | set(g.outputs)
+        for op in g.ops:
+            referenced.update(op.inputs + op.outputs)
+        for name in [n for n in g.values if n not in referenced]:
+            del g.values[name]
+        self.touched.clear()
+
+
+def _simplify(ix: IndexedGraph, op: Op, edited) -> bool:
+    """Apply the first rule that fits `op` (calling `edited` for a change that is not an input or
+    output edit); False when none does."""
+    g = ix.graph
+    if op.kind not in ("transpose", "reshape"):
+        return False
+    src = ix.producer(op.inputs[0])
+    if op.kind == "transpose" and src is not None and src.kind == "transpose":
+        op.attrs["perm"] = list(compose(src.attrs["perm"], op.attrs["perm"]))
+        ix.set_inputs(op, [src.inputs[0]])
+        return True
+    if op.kind == "transpose" and moves_only_unit_axes(g.values[op.inputs[0]].shape, op.attrs["perm"]):
+        op.kind, op.attrs = "reshape", {"shape": list(g.values[op.outputs[0]].shape)}
+        edited(op)
+        return True
+    if op.kind == "reshape" and src is not None and src.kind == "reshape":
+        ix.set_inputs(op, [src.inputs[0]])
+        return True
+    if op.kind == "reshape" and _drop_identity_reshape(ix, op, edited):
+        return True
+    if op.kind == "transpose" and _move_int8_side(ix, op):
+        return True
     return False
 
 
-def _move_int8_side(g: Graph, op: Op, producers: dict[str, Op], consumers: dict[str, list[Op]]) -> bool:
+def _move_int8_side(ix: IndexedGraph, op: Op) -> bool:
     """Quantize before a transpose and dequantize after one: the transpose then moves int8 bytes
     instead of four times as many float bytes (both orders compute the same values exactly)."""
-    src = producers.get(op.inputs[0])
-    readers = consumers.get(op.outputs[0], [])
+    g = ix.graph
+    src = ix.producer(op.inputs[0])
+    readers = ix.readers(op.outputs[0])
     if (len(readers) == 1 and readers[0].kind == "quantize" and op.outputs[0] not in g.outputs
             and g.values[readers[0].outputs[0]].quant.axis is None):
         quantize, x, y = readers[0], g.values[op.inputs[0]], g.values[readers[0].outputs[0]]
         moved = g.add_value(Value(g.fresh_name(f"{y.name}_before_transpose"), x.shape, y.dtype,
                                   x.layout, y.quant))
         old = op.outputs[0]
-        quantize.inputs, quantize.outputs = [x.name], [moved.name]
-        op.inputs, op.outputs = [moved.name], [y.name]
-        g.ops.remove(quantize)
-        g.ops.insert(g.ops.index(op), quantize)
+        ix.set_inputs(quantize, [x.name])
+        ix.set_outputs(quantize, [moved.name])
+        ix.set_inputs(op, [moved.name])
+        ix.set_outputs(op, [y.name])
+        ix.remove(quantize)
+        ix.insert(ix.index_of(op), [quantize])
         del g.values[old]
         return True
-    if (src is not None and src.kind == "dequantize" and consumers[src.outputs[0]] == [op]
+    if (src is not None and src.kind == "dequantize" and ix.readers(src.outputs[0]) == [op]
             and src.outputs[0] not in g.outputs and g.values[src.inputs[0]].quant.axis is None):
         q, y = g.values[src.inputs[0]], g.values[op.outputs[0]]
         moved = g.add_value(Value(g.fresh_name(f"{q.name}_transposed"), y.shape, q.dtype, y.layout,
                                   q.quant))
         old = src.outputs[0]
-        op.inputs, op.outputs = [q.name], [moved.name]
-        src.inputs, src.outputs = [moved.name], [y.name]
-        g.ops.remove(src)
-        g.ops.insert(g.ops.index(op) + 1, src)
+        ix.set_inputs(op, [q.name])
+        ix.set_outputs(op, [moved.name])
+        ix.set_inputs(src, [moved.name])
+        ix.set_outputs(src, [y.name])
+        ix.remove(src)
+        ix.insert(ix.index_of(op) + 1, [src])
         del g.values[old]
         return True
     return False
 
 
-def _drop_identity_reshape(g: Graph, op: Op, producers: dict[str, Op],
-                           consumers: dict[str, list[Op]]) -> bool:
+def _drop_identity_reshape(ix: IndexedGraph, op: Op, edited) -> bool:
+    g = ix.graph
     src, dst = g.values[op.inputs[0]], g.values[op.outputs[0]]
     if src.shape != dst.shape:
         return False
-    writer = producers.get(src.name)
+    writer = ix.producer(src.name)
     # src can take dst's place (be written under dst's name, or take dst's label) when nothing
     # else reads it and its writer's kernel does not read its own output's label.
     src_is_private = (writer is not None and src.name not in g.inputs and src.name not in g.outputs
-                      and consumers[src.name] == [op]
+                      and ix.readers(src.name) == [op]
                       and (writer.kind not in LAYOUT_READERS or src.layout == dst.layout))
     if dst.name in g.outputs:
         if not src_is_private or src.dtype != dst.dtype or src.quant != dst.quant:
             return False
-        g.ops.remove(op)
-        writer.outputs = [dst.name]
+        ix.remove(op)
+        ix.set_outputs(writer, [dst.name])
         return True
-    if src.layout != dst.layout and any(c.kind in LAYOUT_READERS for c in consumers[dst.name]):
+    if src.layout != dst.layout and any(c.kind in LAYOUT_READERS for c in ix.readers(dst.name)):
         if not src_is_private:
             return False  # the reshape relabels the bytes for a conv or pool: keep it
         src.layout = dst.layout
-    g.ops.remove(op)
-    g.replace_uses(dst.name, src.name)
+        edited(op)
+    ix.remove(op)
+    ix.replace_uses(dst.name, src.name)
     return True
 
 

@@ -211,18 +211,22 @@ def _share_in_place(graph: Graph, kernels: list[KernelMemory], classes: _AliasCl
     buffer_of = {root: root for root in arena_classes}
     buffers: dict[str, list[str]] = {root: [root] for root in arena_classes}
     position = {root: 0 for root in arena_classes}
+    # The last step reading any class of each buffer (kept as buffers grow: a long chain of in-place
+    # layers makes one buffer of thousands of classes).
+    read_until = {root: last[root] for root in arena_classes}
     in_place: list[str] = []
     overlapped: list[str] = []
 
     def dies_here(name: str, step: int) -> bool:
         # Earlier classes of the buffer died where the next one was written, so the buffer is free
         # after this op exactly when its last read is here.
-        return max(last[r] for r in buffers[buffer_of[classes.find(name)]]) == step
+        return read_until[buffer_of[classes.find(name)]] == step
 
     def join(out_root: str, name: str, offset: int) -> None:
         shared = buffer_of[classes.find(name)]
         buffers[shared].append(out_root)
         del buffers[out_root]
+        read_until[shared] = max(read_until[shared], read_until.pop(out_root))
         buffer_of[out_root] = shared
         position[out_root] = position[classes.find(name)] + offset
 

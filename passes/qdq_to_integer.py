@@ -11,9 +11,9 @@ from tinyc.ops import attr
 from tinyc.passes import register
 from tinyc.quant_math import SOFTMAX_OUTPUT, UINT8_TO_INT8, lut_table, shift_to_int8, uint8_data_to_int8
 
-from ._patterns import (apply_rule, const_like, contains, fresh_op_name, index_of, insert_after,
+from ._patterns import (IndexedGraph, apply_rule, const_like, fresh_op_name, insert_after,
                         is_graph_boundary, producer, readers, remove_op, remove_unread_values,
-                        remove_unused_constants, rename_value, same_quant, weight_out_axis)
+                        remove_unused_constants, rename_value, replace_op, same_quant, weight_out_axis)
 
 INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 
@@ -49,16 +49,16 @@ def qdq_to_integer(graph: Graph) -> Graph:
       covered above stays float, so the graph still verifies (mixed form); numerics never change
       silently.
     - Dequantize ops nobody reads, constants nobody reads and orphaned values are removed."""
-    g = graph.copy()
+    g = IndexedGraph(graph.copy())
     _uint8_to_int8(g)
     for op in list(g.ops):
-        if contains(g, op) and op.kind in LOWERINGS and g.values[op.outputs[0]].dtype == "float32":
+        if g.contains(op) and op.kind in LOWERINGS and g.values[op.outputs[0]].dtype == "float32":
             _lower(g, op)
     apply_rule(g, _requantize_pair)
     _remove_dead_dequantize(g)
-    remove_unused_constants(g)
-    remove_unread_values(g)
-    return g
+    remove_unused_constants(g.graph)
+    remove_unread_values(g.graph)
+    return g.graph
 
 
 # ---- uint8 -> int8 ----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def _is_quantized_uint8(v: Value) -> bool:
     return v.dtype == "uint8" and v.quant is not None
 
 
-def _uint8_to_int8(g: Graph) -> None:
+def _uint8_to_int8(g: IndexedGraph) -> None:
     shifted_pads = [op for op in g.ops if op.kind == "pad" and _is_quantized_uint8(g.values[op.inputs[0]])]
     for name in list(g.inputs):
         v = g.values[name]
@@ -75,9 +75,8 @@ def _uint8_to_int8(g: Graph) -> None:
             continue
         signed = g.add_value(Value(g.fresh_name(f"{name}_int8"), v.shape, "int8", v.layout,
                                    shift_to_int8(v.quant)))
-        for op in g.ops:
-            op.inputs = [signed.name if n == name else n for n in op.inputs]
-        g.ops.insert(0, Op("rescale", fresh_op_name(g, f"{name}_to_int8"), [name], [signed.name]))
+        g.replace_reads(name, signed.name)
+        g.insert(0, [Op("rescale", fresh_op_name(g, f"{name}_to_int8"), [name], [signed.name])])
     for name in list(g.outputs):
         v = g.values[name]
         writer = producer(g, name)
@@ -85,9 +84,8 @@ def _uint8_to_int8(g: Graph) -> None:
             continue
         signed = g.add_value(Value(g.fresh_name(f"{name}_int8"), v.shape, "int8", v.layout,
                                    shift_to_int8(v.quant)))
-        for op in g.ops:
-            op.inputs = [signed.name if n == name else n for n in op.inputs]
-        writer.outputs = [signed.name]
+        g.replace_reads(name, signed.name)
+        g.set_outputs(writer, [signed.name])
         insert_after(g, writer, [Op("rescale", fresh_op_name(g, f"{name}_to_uint8"), [signed.name],
                                     [name])])
     for name, v in g.values.items():
@@ -102,7 +100,7 @@ def _uint8_to_int8(g: Graph) -> None:
 
 # ---- matching helpers -------------------------------------------------------------------------
 
-def _dequantized(g: Graph, name: str, allow_const: bool = False) -> Value | None:
+def _dequantized(g: IndexedGraph, name: str, allow_const: bool = False) -> Value | None:
     """q when `name` is dequantize(q) of an int8 per-tensor value (a constant only if allowed)."""
     dq = producer(g, name)
     if dq is None or dq.kind != "dequantize":
@@ -115,7 +113,7 @@ def _dequantized(g: Graph, name: str, allow_const: bool = False) -> Value | None
     return q
 
 
-def _quantized_output(g: Graph, op: Op) -> tuple[Value, list[Op]] | None:
+def _quantized_output(g: IndexedGraph, op: Op) -> tuple[Value, list[Op]] | None:
     """The int8 value the op's float output is quantized to, and the quantize ops reading it."""
     f = op.outputs[0]
     if f in g.outputs:
@@ -135,7 +133,7 @@ def _quantized_output(g: Graph, op: Op) -> tuple[Value, list[Op]] | None:
     return y, users
 
 
-def _lower(g: Graph, op: Op) -> None:
+def _lower(g: IndexedGraph, op: Op) -> None:
     target = _quantized_output(g, op)
     if target is None:
         return
@@ -144,8 +142,7 @@ def _lower(g: Graph, op: Op) -> None:
     if new_ops is None:
         return
     float_out = op.outputs[0]
-    i = index_of(g, op)
-    g.ops[i:i + 1] = new_ops
+    replace_op(g, op, new_ops)
     for qop in quantizers:
         remove_op(g, qop)
         if qop.outputs[0] != y.name:
@@ -154,11 +151,11 @@ def _lower(g: Graph, op: Op) -> None:
     del g.values[float_out]
 
 
-def _int8_like(g: Graph, base: str, shape: tuple[int, ...], layout: str, quant: QuantParams) -> Value:
+def _int8_like(g: IndexedGraph, base: str, shape: tuple[int, ...], layout: str, quant: QuantParams) -> Value:
     return g.add_value(Value(g.fresh_name(base), shape, "int8", layout, quant))
 
 
-def _rescale(g: Graph, base_op: str, src: str, dst: str) -> Op:
+def _rescale(g: IndexedGraph, base_op: str, src: str, dst: str) -> Op:
     return Op("rescale", fresh_op_name(g, f"{base_op}_rescale"), [src], [dst])
 
 
@@ -166,7 +163,7 @@ def _rescale(g: Graph, base_op: str, src: str, dst: str) -> Op:
 # Each takes the float op and the int8 output value, and returns the integer ops replacing it
 # (writing that value), or None to leave the op in float.
 
-def _lower_accumulating(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_accumulating(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     x = _dequantized(g, op.inputs[0])
     weight = const_like(g, op.inputs[1])
     if x is None or weight is None or not weight.quantized:
@@ -188,7 +185,7 @@ def _lower_accumulating(g: Graph, op: Op, y: Value) -> list[Op] | None:
     return [Op(op.kind, op.name, inputs, [y.name], dict(op.attrs))]
 
 
-def _integer_bias(g: Graph, name: str, scales: np.ndarray, c_out: int) -> str | None:
+def _integer_bias(g: IndexedGraph, name: str, scales: np.ndarray, c_out: int) -> str | None:
     """An int32 bias constant with scale s_x * s_w[c]: the model's own when it is dequantize(int32
     constant) with that scale, or a float constant bias quantised to it."""
     cl = const_like(g, name)
@@ -210,7 +207,7 @@ def _integer_bias(g: Graph, name: str, scales: np.ndarray, c_out: int) -> str | 
     return g.add_const(f"{name}_int32", codes.astype(np.int32), quant=quant).name
 
 
-def _lower_binary(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_binary(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     a = _dequantized(g, op.inputs[0], allow_const=True)
     b = _dequantized(g, op.inputs[1], allow_const=True)
     if a is None or b is None or (a.is_const and b.is_const):
@@ -230,7 +227,7 @@ def _stored_pad_value(op: Op, q: Value, y: Value) -> float | None:
     return float(code)
 
 
-def _lower_preserving(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_preserving(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     q = _dequantized(g, op.inputs[0])
     if q is None:
         return None
@@ -243,7 +240,7 @@ def _lower_preserving(g: Graph, op: Op, y: Value) -> list[Op] | None:
     return _in_input_quant(g, op, [q.name], q.quant, y, attrs)
 
 
-def _in_input_quant(g: Graph, op: Op, inputs: list[str], quant: QuantParams, y: Value,
+def _in_input_quant(g: IndexedGraph, op: Op, inputs: list[str], quant: QuantParams, y: Value,
                     attrs: dict) -> list[Op]:
     """The op computing in `quant` (its inputs' quantisation), then a rescale to y's if different."""
     if quant == y.quant:
@@ -252,7 +249,7 @@ def _in_input_quant(g: Graph, op: Op, inputs: list[str], quant: QuantParams, y: 
     return [Op(op.kind, op.name, inputs, [mid.name], attrs), _rescale(g, op.name, mid.name, y.name)]
 
 
-def _lower_concat(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_concat(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     qs = [_dequantized(g, n, allow_const=True) for n in op.inputs]
     if any(q is None for q in qs) or all(q.is_const for q in qs):  # type: ignore[union-attr]
         return None
@@ -271,7 +268,7 @@ def _lower_concat(g: Graph, op: Op, y: Value) -> list[Op] | None:
     return ops + [Op("concat", op.name, inputs, [y.name], dict(op.attrs))]
 
 
-def _lower_softmax(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_softmax(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     q = _dequantized(g, op.inputs[0])
     if q is None:
         return None
@@ -284,14 +281,14 @@ def _lower_softmax(g: Graph, op: Op, y: Value) -> list[Op] | None:
             _rescale(g, op.name, mid.name, y.name)]
 
 
-def _lower_unary(g: Graph, op: Op, y: Value) -> list[Op] | None:
+def _lower_unary(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     q = _dequantized(g, op.inputs[0])
     if q is None:
         return None
     return [Op("lut", op.name, [q.name], [y.name], {"table": lut_table(unary_function(op), q.quant, y.quant)})]
 
 
-LOWERINGS: dict[str, Callable[[Graph, Op, Value], list[Op] | None]] = {
+LOWERINGS: dict[str, Callable[[IndexedGraph, Op, Value], list[Op] | None]] = {
     "conv2d": _lower_accumulating,
     "depthwise_conv2d": _lower_accumulating,
     "fully_connected": _lower_accumulating,
@@ -316,7 +313,7 @@ LOWERINGS: dict[str, Callable[[Graph, Op, Value], list[Op] | None]] = {
 
 # ---- quantize(dequantize(q)) and clean-up ----------------------------------------------------
 
-def _requantize_pair(g: Graph, op: Op) -> bool:
+def _requantize_pair(g: IndexedGraph, op: Op) -> bool:
     if op.kind != "quantize":
         return False
     dq = producer(g, op.inputs[0])
@@ -337,12 +334,13 @@ def _requantize_pair(g: Graph, op: Op) -> bool:
             return True
     if q.dtype != "int8" or y.dtype != "int8" or q.quant.axis is not None or y.quant.axis is not None:
         return False
-    op.kind, op.inputs, op.attrs = "rescale", [q.name], {}
+    op.kind, op.attrs = "rescale", {}
+    g.set_inputs(op, [q.name])
     return True
 
 
-def _remove_dead_dequantize(g: Graph) -> None:
-    read = set(g.outputs) | {n for op in g.ops for n in op.inputs}
-    for op in [o for o in g.ops if o.kind == "dequantize" and o.outputs[0] not in read]:
+def _remove_dead_dequantize(g: IndexedGraph) -> None:
+    for op in [o for o in g.ops if o.kind == "dequantize" and not g.is_read(o.outputs[0])
+               and o.outputs[0] not in g.outputs]:
         remove_op(g, op)
         del g.values[op.outputs[0]]

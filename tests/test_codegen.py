@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +155,30 @@ def test_verify_command(tmp_path):
     proc = tinyc("verify", KWS, "--count", "4", "--inputs", KWS_INPUT)
     assert proc.returncode == 0, proc.stderr
     assert "| Identity | 5 | 5/5 | 0 |" in proc.stdout and "bit-exact: yes" in proc.stdout
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["", "model_w_", "x" * 47, "StatefulPartitionedCall/model/"]),
+                          st.sampled_from(["", "1", "_1", "conv", "conv_1", "conv_2", "a/b", "int"])),
+                max_size=40))
+def test_namer_suffixes_are_the_smallest_free_ones(keys):
+    """The Namer remembers where each base's suffixes continue; the names are those of trying
+    every suffix from 1."""
+    import re
+
+    from tinyc.codegen.cwriter import C_KEYWORDS, Namer
+
+    def naive(used, key, prefix):
+        base = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}{key}").strip("_") or "v")[:48]
+        base = f"v_{base}" if base[0].isdigit() or base in C_KEYWORDS else base
+        name, i = base, 1
+        while name in used:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+    namer, used, seen = Namer(reserved=("model",)), {"model"}, {}
+    for prefix, key in keys:
+        want = seen.get(key) or naive(used, key, prefix)  # a key keeps its first name
+        seen[key] = want
+        assert namer(key, prefix=prefix) == want

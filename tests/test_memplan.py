@@ -223,3 +223,40 @@ def test_exact_strategy_and_branch_and_bound_find_the_true_minimum_on_tiny_sets(
     offsets, finished = exact_search(buffers, 1, stacked)
     check(Plan(offsets, smallest, 1, "exact", True), buffers)
     assert finished
+
+
+# ---- the sweeps equal the pairwise definitions ---------------------------------------------------
+# The planner finds buffers live together by sweeping over steps (a chain of thousands of layers has
+# few live buffers at any step); these are the definitions the sweeps must agree with.
+
+def pairwise_place_in_order(order, alignment, best_fit=True):
+    from tinyc.memplan import _lowest_gap, lifetimes_overlap
+    placed, offsets = [], {}
+    for buf in order:
+        size = align_up(buf.size, alignment)
+        if size == 0:
+            offsets[buf.name] = 0
+            continue
+        busy = sorted((off, off + s) for other, off, s in placed if lifetimes_overlap(buf, other))
+        offsets[buf.name] = _lowest_gap(busy, size, best_fit)
+        placed.append((buf, offsets[buf.name], size))
+    return offsets
+
+
+@settings(max_examples=150, deadline=None)
+@given(buffer_sets(max_buffers=20, max_span=8), alignments, st.booleans())
+def test_sweeps_equal_the_pairwise_definitions(buffers, alignment, best_fit):
+    from tinyc.memplan import _by_conflict, _by_peak, lifetimes_overlap, live_bytes, overlapping
+    assert overlapping(buffers) == [[j for j, o in enumerate(buffers) if j != i and lifetimes_overlap(b, o)]
+                                    for i, b in enumerate(buffers)]
+    assert live_bytes(buffers, alignment) == {
+        step: sum(align_up(b.size, alignment) for b in buffers if b.first <= step <= b.last)
+        for step in sorted({b.first for b in buffers})}
+    assert place_in_order(buffers, alignment, best_fit) == pairwise_place_in_order(buffers, alignment, best_fit)
+    per_step = live_bytes(buffers, alignment)
+    assert _by_peak(buffers, alignment) == sorted(buffers, key=lambda b: (
+        -max(n for s, n in per_step.items() if b.first <= s <= b.last), -align_up(b.size, alignment),
+        b.first, b.name))
+    assert _by_conflict(buffers, alignment) == sorted(buffers, key=lambda b: (
+        -sum(align_up(o.size, alignment) for o in buffers if lifetimes_overlap(b, o)),
+        -align_up(b.size, alignment), b.first, b.name))

@@ -4,14 +4,20 @@ the real MLPerf Tiny models."""
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from strategies import assert_graphs_equal, graphs
 from tinyc.interpreter import run
 from tinyc.ir import Graph, Op, QuantParams, Value
 from tinyc.ops import infer_shapes
 from tinyc.passes import get
+from tinyc.passes import layout as layout_pass
+from tinyc.passes._patterns import IndexedGraph
+from tinyc.passes.layout import _simplify, simplify_moves
 from tinyc.verify import verify
 
 to_nhwc = get("layout")
@@ -518,3 +524,39 @@ def test_real_model_keeps_only_needed_transposes_and_every_result(path, transpos
             np.testing.assert_array_equal(as_nchw(got[name], out.values[name]), want[name], err_msg=name)
             compared += 1
     assert compared >= len([op for op in before.ops if op.kind not in ("reshape", "transpose")])
+
+
+# ---- the clean-up revisits only what changed, with the result of rescanning everything ------------
+# simplify_moves rewrites the first op (in op order) a rule applies to, drops what is dead and
+# repeats. It finds that op with a heap of the ops next to earlier changes and drops dead ops as they
+# appear; the definition it must agree with rescans the whole graph, with use-lists built afresh,
+# after every rewrite and then runs Graph.remove_dead (what it did before: quadratic in models with a
+# transpose per layer).
+
+def rescanning_simplify_moves(g: Graph) -> None:
+    while True:
+        ix = IndexedGraph(g)
+        if not any(_simplify(ix, op, lambda op: None) for op in list(g.ops)):
+            return
+        g.remove_dead()
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MOVES = ("transpose", "reshape", "quantize", "dequantize", "identity", "relu", "conv2d", "add")
+
+
+@PROPERTY
+@given(graphs(max_ops=16, kinds=MOVES))
+def test_simplify_moves_equals_rescanning_after_every_rewrite(graph):
+    heap, rescan = graph.copy(), graph.copy()
+    simplify_moves(heap)
+    rescanning_simplify_moves(rescan)
+    assert_graphs_equal(heap, rescan)
+
+
+@PROPERTY
+@given(graphs(max_ops=12))
+def test_layout_pass_equals_its_rescanning_form(graph):
+    with mock.patch.object(layout_pass, "simplify_moves", rescanning_simplify_moves):
+        rescanned = to_nhwc(graph)
+    assert_graphs_equal(to_nhwc(graph), rescanned)

@@ -109,6 +109,9 @@ class _Writer:
         self.const_symbols: dict[str, str] = {}
         self.weight_bytes = 0
         self.roots = _alias_roots(graph, choices)
+        self.members: dict[str, set[str]] = {}   # root -> the values sharing its storage
+        for name, root in self.roots.items():
+            self.members.setdefault(root, set()).add(name)
         self.align = max(4, target.alignment)
         self.io_names = Namer(reserved=("arena",))
         self.params = {n: self.io_names(n) for n in list(graph.inputs) + list(graph.outputs)}
@@ -116,7 +119,7 @@ class _Writer:
     # ---- where values live ---------------------------------------------------------------------
     def external_param(self, name: str) -> str | None:
         root = self.roots[name]
-        members = [n for n, r in self.roots.items() if r == root]
+        members = self.members[root]
         for out in self.g.outputs:
             if out in members and root not in self.g.inputs:
                 return self.params[out]

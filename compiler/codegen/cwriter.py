@@ -18,6 +18,9 @@ class Namer:
     def __init__(self, reserved: tuple[str, ...] = ()) -> None:
         self.used: set[str] = set(reserved)
         self.names: dict[str, str] = {}
+        # base -> the suffix to try first: names are never released, so every smaller one is taken
+        # (long model names cut to 48 characters share a base by the thousand)
+        self.next_suffix: dict[str, int] = {}
 
     def __call__(self, key: str, prefix: str = "") -> str:
         if key in self.names:
@@ -26,10 +29,11 @@ class Namer:
         base = re.sub(r"_+", "_", base)[:48]
         if base[0].isdigit() or base in C_KEYWORDS:
             base = f"v_{base}"
-        name, i = base, 1
+        name, i = base, self.next_suffix.get(base, 1)
         while name in self.used:
             name = f"{base}_{i}"
             i += 1
+        self.next_suffix[base] = i
         self.used.add(name)
         self.names[key] = name
         return name

@@ -2,6 +2,7 @@
 converters use to read inputs and emit IR ops (shapes come from the op table's shape rules)."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,7 +35,8 @@ class ImportContext:
         self.opset = opset
         self.onnx_dtypes = onnx_dtypes
         self.consts: dict[str, np.ndarray] = {}
-        self.ir: dict[str, str] = {}
+        self.ir: dict[str, str] = {}  # written only through _map, which counts the IR names used
+        self._ir_uses: Counter[str] = Counter()
         self._reserved = reserved
         self._reserved_ops = reserved_ops
         self._op_names: set[str] = set()
@@ -135,7 +137,7 @@ class ImportContext:
         if key is not None:
             self._materialised[key] = name
             if key == ("plain", base):
-                self.ir[base] = name
+                self._map(base, name)
         return value
 
     # ---- emitting ops ----------------------------------------------------------------------------
@@ -160,17 +162,27 @@ class ImportContext:
         self._op_names.add(name)
         self._producers[out_name] = op
         if out is not None:
-            self.ir[out] = out_name
+            self._map(out, out_name)
         return value
+
+    def bind(self, onnx_name: str, value: Value) -> None:
+        self._map(onnx_name, value.name)
+
+    def _map(self, onnx_name: str, ir_name: str) -> None:
+        old = self.ir.get(onnx_name)
+        if old is not None:
+            self._ir_uses[old] -= 1
+        self.ir[onnx_name] = ir_name
+        self._ir_uses[ir_name] += 1
 
     def finish(self, value: Value, out: str) -> Value:
         """Make `value`, just produced by the converter's last op, the ONNX tensor `out`: the value
         takes the ONNX name (or, when it already stands for another tensor, an identity op writes it)."""
         if value.name == out:
-            self.ir[out] = out
+            self._map(out, out)
             return value
         op = self._producers.get(value.name)
-        if op is None or out in self.graph.values or value.name in self.ir.values():
+        if op is None or out in self.graph.values or self._ir_uses[value.name] > 0:
             result = self.emit("identity", self.fresh_op(f"{out}_identity"), [value], out=out,
                                quant=value.quant)
             if value.name in self.shifted:
@@ -186,7 +198,7 @@ class ImportContext:
         if old in self.shifted:
             self.shifted.discard(old)
             self.shifted.add(out)
-        self.ir[out] = out
+        self._map(out, out)
         return value
 
     def rename(self, old: str, new: str) -> None:
@@ -204,6 +216,7 @@ class ImportContext:
             self.shifted.discard(old)
             self.shifted.add(new)
         self.ir = {k: (new if v == old else v) for k, v in self.ir.items()}
+        self._ir_uses = Counter(self.ir.values())
 
     def require_unused(self, node: NodeInfo, index: int, what: str) -> None:
         """Reject a node whose optional output `index` (which tinyc does not compute) is read."""

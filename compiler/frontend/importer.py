@@ -70,8 +70,7 @@ def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | No
     ctx = ImportContext(graph, opset, onnx_dtypes, reserved, {n.name for n in ordered})
     ctx.used = used
     for name, shape in shapes.items():
-        graph.add_value(Value(name, shape, input_dtypes[name], default_layout(shape)))
-        ctx.ir[name] = name
+        ctx.bind(name, graph.add_value(Value(name, shape, input_dtypes[name], default_layout(shape))))
     for tensor in gp.initializer:
         if tensor.name in used:
             ctx.consts[tensor.name] = numpy_helper.to_array(tensor)
