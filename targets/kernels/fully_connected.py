@@ -34,13 +34,15 @@ def emit_cmsis_fc(op: Op, ctx: LayerContext) -> list[str]:
     x, w, y = ctx.value(op.inputs[0]), ctx.value(op.inputs[1]), ctx.value(op.outputs[0])
     batches, depth = x.shape
     units = w.shape[0]
-    buf, size = ctx.scratch(op)
-    if ctx.target.isa == "mve":
-        # Helium kernels read bias + input_offset * row sums of the weights from ctx.buf; they are
-        # constants, so compute them here and keep them in flash instead of the arena.
+    buf, size = "NULL", bs.fully_connected_s8(ctx.target.isa, units)
+    if size:
+        # Helium kernels read bias + input_offset * row sums of the weights from ctx.buf (the buffer
+        # CMSIS-NN sizes); they are constants, so they are computed here and kept in flash: the
+        # layer takes no arena scratch.
         bias = ctx.value(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] else None
         sums = fc_kernel_sums(w.data, bias, op.attrs["input_offset"])
-        buf, size = f"(void *){ctx.layer_const('kernel_sums', sums)}", int(sums.nbytes)
+        assert sums.nbytes == size
+        buf = f"(void *){ctx.layer_const('kernel_sums', sums)}"
     lines = [
         f"cmsis_nn_context ctx = {{{buf}, {size}}};",
         "static const cmsis_nn_fc_params params = {",
@@ -88,10 +90,6 @@ def fc_macs(op: Op, graph: Graph) -> int:
     return batches * depth * graph.values[op.inputs[1]].shape[0]
 
 
-def _units(op: Op, graph: Graph) -> int:
-    return graph.values[op.inputs[1]].shape[0]
-
-
 _COMMON = dict(ops=("fully_connected",), dtypes=INT8_CONV, cost_class="fc", work=fc_macs)
 
 register(Kernel(
@@ -99,11 +97,9 @@ register(Kernel(
     header=TINYC_HEADER, reason="packed weights, 4 rows at a time (DSP)", **_COMMON))
 register(Kernel(
     "arm_fully_connected_per_channel_s8", "cmsis-nn", emit=emit_cmsis_fc,
-    requires=when(lambda t, op, g: _per_channel(op), "per-tensor weights"),
-    scratch=lambda t, op, g: bs.fully_connected_s8(t.isa, _units(op, g)), sources=("nn_fully_connected_s8.c",),
+    requires=when(lambda t, op, g: _per_channel(op), "per-tensor weights"), sources=("nn_fully_connected_s8.c",),
     header=CMSIS_HEADER, reason="per-channel weights", **_COMMON))
 register(Kernel(
     "arm_fully_connected_s8", "cmsis-nn", emit=emit_cmsis_fc,
-    requires=when(lambda t, op, g: not _per_channel(op), "per-channel weights"),
-    scratch=lambda t, op, g: bs.fully_connected_s8(t.isa, _units(op, g)), sources=("nn_fully_connected_s8.c",),
+    requires=when(lambda t, op, g: not _per_channel(op), "per-channel weights"), sources=("nn_fully_connected_s8.c",),
     header=CMSIS_HEADER, reason="per-tensor weights", **_COMMON))
