@@ -56,14 +56,16 @@ def main() -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (every refused op included).")
+@click.option("--target", default="cortex-m4", show_default=True, help="Core to check compilation for.")
 @input_shape_option
 @_user_errors
-def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
-    """Summarise MODEL: inputs/outputs with quantisation, ops, MACs, parameters, unsupported ops."""
+def inspect(model: str, as_json: bool, target: str, input_shapes: tuple[str, ...]) -> None:
+    """Summarise MODEL: inputs/outputs with quantisation, ops, MACs, parameters, unsupported ops, and
+    whether it compiles for --target (and why not)."""
     from .driver import parse_input_shapes
     from .inspect_model import format_summary, summarize
-    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None)
+    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None, target=target)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -123,8 +125,8 @@ def compile_options(fn):
                      help="Build against a real CMSIS-NN checkout instead of runtime_c."),
         click.option("--input-layout", type=click.Choice(["model", "nchw", "nhwc"]), default="model",
                      show_default=True, help="Layout of 4-D inputs the caller passes."),
-        click.option("--max-arena", type=int, default=None, metavar="BYTES",
-                     help="Fail if the activation arena needs more bytes."),
+        click.option("--max-arena", type=click.IntRange(min=0), default=None, metavar="BYTES",
+                     help="Fail if the activation arena needs more bytes (default: the target's RAM)."),
         input_shape_option,
     ]
     for option in reversed(options):
@@ -146,24 +148,24 @@ def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | N
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", default="cortex-m4", show_default=True, help="Core to compile for (or host).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output directory (must be empty unless --force).")
-@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+              help="Output directory, created if missing (must be empty unless --force).")
+@click.option("--force", is_flag=True, help="Replace an output directory tinyc wrote before (never one holding "
+              "other files, the working directory or the model).")
 @compile_options
 @_user_errors
 def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input_layout, max_arena,
                 input_shapes):
     """Compile MODEL to C: OUT/<name>.h, <name>.c, <name>_weights.c, runtime_c/, Makefile, report."""
     import time
-    from .codegen import write_output_dir
     from .driver import compile_graph, load_graph, parse_input_shapes
+    from .output_dir import check_output_dir, write_output_dir
     start = time.perf_counter()
     out = Path(out_dir)
-    if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
-        raise TinycError(f"output directory {out} is not empty; pass --force to replace it")
+    check_output_dir(out, force, protect=[model])  # before the work: the same check guards the write
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena, cmsis_nn=cmsis_nn),
                               input_layout)
-    write_output_dir(generated, out, force=force)
+    write_output_dir(generated.files, out, force=force, protect=[model])
     r = generated.report
     click.echo(f"{name}: arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound']:,} B), "
                f"weights {r['weight_bytes']:,} B, {r['macs']:,} MACs, {len(r['layers'])} layers "

@@ -19,12 +19,14 @@ from . import interpreter
 from . import passes as registry
 from . import targets, tensor_io, textir
 from .build import build_host, run_host
-from .codegen import generate, write_output_dir
+from .codegen import generate
 from .codegen.harness import harness_source
 from .emulator_run import run_on_emulator
 from .errors import TinycError
 from .frontend import load_model
 from .ir import Graph, Value
+from .output_dir import write_output_dir
+from .quant_math import INT32_MAX
 from .passes.plan_memory import plan_graph
 from .targets import Target
 from .verify import VerifyError, verify
@@ -140,18 +142,42 @@ def lower_for_codegen(graph: Graph, input_layout: str = "model") -> Graph:
     return lowered
 
 
+INT32_SIZES = "2^31 - 1 bytes, the most a C int32_t size holds"
+
+
+def arena_limit(target: Target, max_arena: int | None) -> tuple[int, str]:
+    """The most arena bytes a model may need on `target`, and where that figure comes from: --max-arena,
+    else the target's RAM; never more than C's int32 sizes (CMSIS-NN takes sizes as int32_t)."""
+    if max_arena is not None:
+        return min(max_arena, INT32_MAX), f"--max-arena {max_arena}"
+    if target.ram_bytes is not None:
+        return target.ram_bytes, f"{target.memory_description}; pass --max-arena BYTES for your device's"
+    return INT32_MAX, INT32_SIZES
+
+
 def for_target(lowered: Graph, target: Target, *, strategy: str = "best", max_arena: int | None = None) -> Graph:
     """A lowered graph prepared for `target`: every op records its kernel (select-kernels) and
     graph.meta["memory_plan"] holds the arena plan made with those kernels (plan-memory); the code
-    generator reads both. Raises TinycError when the arena needs more than `max_arena` bytes."""
+    generator reads both. Raises TinycError when the model cannot fit (arena_limit): a tensor alone
+    too large (checked before planning), or an arena above the limit (naming the peak layer)."""
+    limit, source = arena_limit(target, max_arena)
+    interface = set(lowered.inputs) | set(lowered.outputs)  # in the caller's buffers, not the arena
+    for name, where in [(n, "a graph input") for n in lowered.inputs] + [
+            (op.outputs[0], f"written by {op.name!r}") for op in lowered.ops]:
+        nbytes = lowered.values[name].nbytes
+        cap, what = (INT32_MAX, INT32_SIZES) if name in interface else (limit, source)
+        if nbytes > cap:
+            raise TinycError(f"the model does not fit {target.name}: tensor {name!r} ({where}) alone needs "
+                             f"{nbytes:,} bytes, more than {what}")
     g = targets.select_kernels(lowered, target)
     g.meta["target"] = target.name
     plan = plan_graph(g, target, strategy=strategy)
-    if max_arena is not None and plan["arena_bytes"] > max_arena:
+    if plan["arena_bytes"] > limit:
         peak = plan.get("peak", {})
-        live = ", ".join(f"{n} ({g.values[n].nbytes} B)" for n in peak.get("live", []) if n in g.values)
-        raise TinycError(f"arena needs {plan['arena_bytes']} bytes, more than --max-arena {max_arena}; peak at "
-                         f"layer {peak.get('op', '?')} with live tensors: {live or 'n/a'}")
+        live = ", ".join(f"{n} ({g.values[n].nbytes:,} B)" for n in peak.get("live", []) if n in g.values)
+        raise TinycError(f"the model does not fit {target.name}: its arena needs {plan['arena_bytes']:,} bytes, "
+                         f"more than {source}; peak at layer {peak.get('op', '?')} with live tensors "
+                         f"{live or 'n/a'}")
     g.meta["memory_plan"] = plan
     return g
 
@@ -175,7 +201,7 @@ def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options,
     Returns (per-sample outputs, cost dict or None). Host builds use the strict warning flags."""
     generated = generate_for_target(lowered, options)
     gen_dir = workdir / "gen"
-    write_output_dir(generated, gen_dir, force=True)
+    write_output_dir(generated.files, gen_dir)
     harness = workdir / "harness_main.c"
     align = int(generated.plan.get("alignment", 16))
     harness.write_text(harness_source(lowered, options.name, options.arena, max(align, 16)))

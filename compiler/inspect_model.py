@@ -11,13 +11,16 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .errors import TinycError
+from . import targets
+from .driver import for_target, lower_for_codegen
+from .errors import TinycError, UnsupportedError
 from .frontend import find_unsupported, import_model
 from .frontend.analysis import fold_plan, live_nodes, node_infos, topo_order
 from .frontend.convert_qop import QOP_QUANT_SLOTS, quant_input_slots
 from .frontend.dtypes import onnx_dtype_name
 from .frontend.loader import read_model
 from .frontend.prepare import declared_dims, default_opset, infer_with_fixed_inputs, resolve_input_shapes
+from .targets import Target
 
 # Ops that only move bytes: a graph output behind them has its producer's quantisation.
 _PASSTHROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Dropout")
@@ -28,10 +31,13 @@ _MATMUL_OPERANDS = {"Gemm": (0, 1), "QGemm": (0, 3), "MatMul": (0, 1), "MatMulIn
                     "QLinearMatMul": (0, 3)}
 
 
-def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    """A JSON-ready summary of the ONNX model at `path`. Unsupported ops and import problems are
-    reported in the result (`unsupported`, `import_error`); only unreadable files and bad
-    --input-shape options raise TinycError."""
+def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None,
+              target: str | Target = "cortex-m4") -> dict[str, Any]:
+    """A JSON-ready summary of the ONNX model at `path`. Unsupported ops, import problems and what
+    `tinyc compile` would refuse for `target` are reported in the result (`unsupported`,
+    `import_error`, `compile_error` and `refused`); only unreadable files, bad --input-shape options
+    and unknown targets raise TinycError."""
+    target = targets.get(target)
     model = read_model(path)
     gp = model.graph
     initializers = {t.name: t for t in gp.initializer}
@@ -43,6 +49,7 @@ def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None
         graph = import_model(model, shapes, source=str(path))
     except TinycError as exc:
         import_error = str(exc)
+    compile_error, refused = _compile_check(graph, target) if graph is not None else (None, [])
     shape_of = _shape_lookup(model, graph, shapes)
     consts = _constant_tensors(gp)
 
@@ -63,6 +70,9 @@ def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None
         "parameter_bytes": param_bytes,
         "unsupported": find_unsupported(model),
         "import_error": import_error,
+        "target": target.name,
+        "compile_error": compile_error,
+        "refused": refused,
         "assumed_dims": assumed,
     }
 
@@ -87,15 +97,30 @@ def format_summary(d: dict[str, Any]) -> str:
         fixed = "; ".join(f"{k} dims {v}" for k, v in d["assumed_dims"].items())
         lines.append(f"note: dynamic dimensions taken as 1 ({fixed}); use --input-shape to fix them")
     if d["unsupported"]:
-        lines.append("unsupported ops:")
+        lines.append("ONNX ops tinyc cannot import:")
         for op_type, names in d["unsupported"].items():
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             lines.append(f"  {op_type}: {shown}")
     else:
-        lines.append("unsupported ops: none")
+        lines.append("ONNX ops tinyc cannot import: none")
     if d["import_error"] and not d["unsupported"]:
         lines.append(f"import: {d['import_error']}")
+    if d["import_error"] is None:
+        verdict = f"error: {d['compile_error']}" if d["compile_error"] else "yes"
+        lines.append(f"compiles for {d['target']}: {verdict}")
     return "\n".join(lines)
+
+
+def _compile_check(graph, target: Target) -> tuple[str | None, list[dict[str, Any]]]:
+    """What `tinyc compile --target` would say of the imported graph: None, or its one-line error and,
+    for ops without a kernel, every such op with its cause."""
+    try:
+        for_target(lower_for_codegen(graph), target)
+    except UnsupportedError as exc:
+        return str(exc), exc.details
+    except TinycError as exc:
+        return str(exc), []
+    return None, []
 
 
 # ---- interface ------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float32", "bool")
 # Activations: NCHW (ONNX) or NHWC (CMSIS-NN). Conv weights: OIHW (ONNX) or OHWI (CMSIS-NN conv);
 # depthwise weights in NHWC graphs are IHWO with I == 1 (CMSIS-NN depthwise, [1, KH, KW, C_out]).
 LAYOUTS = ("", "NCHW", "NHWC", "OIHW", "OHWI", "IHWO")
+# graph.meta[NOT_LOWERED]: {op name: why a pass left the op in a form no kernel runs}, written by the
+# lowering passes and read when an op has no kernel, so that the error names the real cause.
+NOT_LOWERED = "not_lowered"
 
 
 @dataclass(frozen=True)

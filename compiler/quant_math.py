@@ -313,12 +313,15 @@ def _along_axis(values, axis: int | None, ndim: int, dtype) -> np.ndarray:
 
 def quantize(x, scale, zero_point, dtype: str = "int8", axis: int | None = None) -> np.ndarray:
     """ONNX QuantizeLinear: saturate(round_half_to_even(x / scale) + zero_point), the division in
-    float32. `scale`/`zero_point` are scalars or per-slice sequences along `axis`."""
+    float32. `scale`/`zero_point` are scalars or per-slice sequences along `axis`. NaN has no integer
+    image: it maps to the zero point (the image of 0), as runtime_c's quantizer does; +-inf saturate."""
     x = np.asarray(x, dtype=np.float32)
     s = _along_axis(scale, axis, x.ndim, np.float32)
     z = _along_axis(zero_point, axis, x.ndim, np.int64)
     lo, hi = DTYPE_LIMITS[dtype]
-    rounded = np.rint(x / s)  # rint rounds halves to even
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rounded = np.rint(x / s)  # rint rounds halves to even
+    rounded = np.where(np.isnan(rounded), 0.0, rounded)
     rounded = np.clip(rounded, -2.0 ** 40, 2.0 ** 40)  # keep the int64 cast defined (saturates below)
     return np.clip(rounded.astype(np.int64) + z, lo, hi).astype(dtype)
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from tinyc.ir import Graph, Op, QuantParams, Value
+from tinyc.ir import NOT_LOWERED, Graph, Op, QuantParams, Value
 
 # Sort keys of consecutive ops start this far apart, so ops inserted between two others get keys
 # in between without renumbering the list (which happens only when a gap is used up).
@@ -213,6 +213,12 @@ def apply_rule(graph: IndexedGraph, rule: Rule) -> None:
                 changed = True
                 if CHECK_INDEX:
                     graph.check()
+
+
+def note_not_lowered(graph: Graph, op: Op, reason: str) -> None:
+    """Record why `op` keeps a form no kernel may run (graph.meta[NOT_LOWERED], read by the error
+    that lists ops without a kernel)."""
+    graph.meta.setdefault(NOT_LOWERED, {})[op.name] = reason
 
 
 def remove_op(graph: IndexedGraph, op: Op) -> None:

@@ -8,7 +8,8 @@ from tinyc.ops import attr, moves_only_unit_axes
 from tinyc.passes import register
 
 from ._patterns import (ConstLike, IndexedGraph, apply_rule, bypass, channel_axis, const_like,
-                        drop_if_unread, fresh_op_name, insert_after, moved_quant, per_channel_vector,
+                        drop_if_unread, fresh_op_name, insert_after, moved_quant, note_not_lowered,
+                        per_channel_vector,
                         plain_const, producer, remove_op, remove_unused_constants, replace_const_like,
                         sole_reader, take_over_output, weight_out_axis)
 
@@ -57,6 +58,12 @@ def canonicalize(graph: Graph) -> Graph:
     return g.graph
 
 
+def _stays(g: IndexedGraph, op: Op, reason: str) -> bool:
+    """Leave `op` as it is, recording why (the rule did not apply)."""
+    note_not_lowered(g.graph, op, reason)
+    return False
+
+
 # ---- identity ---------------------------------------------------------------------------------
 
 def _remove_identity(g: IndexedGraph, op: Op) -> bool:
@@ -98,24 +105,26 @@ def _bias_vector(g: IndexedGraph, name: str, rows: int, cols: int, scale: float
 
 
 def _gemm_to_fully_connected(g: IndexedGraph, op: Op) -> bool:
-    if op.kind != "gemm" or attr(op, "trans_a"):
+    if op.kind != "gemm":
         return False
+    if attr(op, "trans_a"):
+        return _stays(g, op, "Gemm with transA=1 (tinyc runs Gemm as a fully connected layer: A not transposed)")
     out = g.values[op.outputs[0]]
     if out.dtype != "float32":
         return False
     alpha, beta, trans_b = float(attr(op, "alpha")), float(attr(op, "beta")), attr(op, "trans_b")
     weight = const_like(g, op.inputs[1])
     if weight is None or len(weight.const.shape) != 2:
-        return False
+        return _stays(g, op, "Gemm whose B is not a constant matrix (tinyc runs Gemm as a fully connected layer)")
     rows, cols = out.shape
     bias = None
     if len(op.inputs) > 2 and op.inputs[2]:
         bias = _bias_vector(g, op.inputs[2], rows, cols, beta)
         if bias is None:
-            return False
+            return _stays(g, op, "Gemm whose C is not a constant equal on every row (a fully connected bias)")
     quantized = weight.quantized or (bias is not None and bias[0].quantized)
     if quantized and (alpha != 1.0 or (bias is not None and beta != 1.0)):
-        return False
+        return _stays(g, op, "Gemm with quantised operands and alpha or beta other than 1")
 
     op_inputs_before = list(op.inputs[1:])
     inputs = [op.inputs[0]]

@@ -12,7 +12,7 @@ from tinyc.passes import register
 from tinyc.quant_math import SOFTMAX_OUTPUT, UINT8_TO_INT8, lut_table, shift_to_int8, uint8_data_to_int8
 
 from ._patterns import (IndexedGraph, apply_rule, const_like, fresh_op_name, insert_after,
-                        is_graph_boundary, producer, readers, remove_op, remove_unread_values,
+                        is_graph_boundary, note_not_lowered, producer, readers, remove_op, remove_unread_values,
                         remove_unused_constants, rename_value, replace_op, same_quant, weight_out_axis)
 
 INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
@@ -99,47 +99,59 @@ def _uint8_to_int8(g: IndexedGraph) -> None:
 
 
 # ---- matching helpers -------------------------------------------------------------------------
+# Helpers and lowerings raise StaysFloat saying why an op keeps its float form; the reason is
+# recorded on the graph (note_not_lowered) so that a later "no kernel" error can name it.
 
-def _dequantized(g: IndexedGraph, name: str, allow_const: bool = False) -> Value | None:
+class StaysFloat(Exception):
+    """Why an op cannot take its integer form."""
+
+def _require_int8_per_tensor(q: Value) -> None:
+    if q.dtype == "int16":
+        raise StaysFloat("16-bit activations (tinyc's kernels take int8)")
+    if q.dtype != "int8" or q.quant is None:
+        raise StaysFloat(f"it reads or writes a {q.dtype} tensor where int8 is needed")
+    if q.quant.axis is not None:
+        raise StaysFloat("an activation quantised per axis (tinyc needs one scale per activation)")
+
+
+def _dequantized(g: IndexedGraph, name: str, allow_const: bool = False) -> Value:
     """q when `name` is dequantize(q) of an int8 per-tensor value (a constant only if allowed)."""
     dq = producer(g, name)
     if dq is None or dq.kind != "dequantize":
-        return None
+        raise StaysFloat("it reads a float tensor that is not dequantized from int8")
     q = g.values[dq.inputs[0]]
-    if q.dtype != "int8" or q.quant is None or q.quant.axis is not None:
-        return None
+    _require_int8_per_tensor(q)
     if q.is_const and not allow_const:
-        return None
+        raise StaysFloat("it reads a constant where an activation is needed")
     return q
 
 
-def _quantized_output(g: IndexedGraph, op: Op) -> tuple[Value, list[Op]] | None:
+def _quantized_output(g: IndexedGraph, op: Op) -> tuple[Value, list[Op]]:
     """The int8 value the op's float output is quantized to, and the quantize ops reading it."""
     f = op.outputs[0]
     if f in g.outputs:
-        return None
+        raise StaysFloat("its float output leaves the model without a QuantizeLinear")
     users = readers(g, f)
     if not users or any(u.kind != "quantize" for u in users):
-        return None
+        raise StaysFloat("its output is read as float, not only by QuantizeLinear")
     outs = [g.values[u.outputs[0]] for u in users]
     if any(not same_quant(o, outs[0]) for o in outs):
-        return None
+        raise StaysFloat("its output is quantised with different parameters by different QuantizeLinear ops")
     at_boundary = [o for o in outs if o.name in g.outputs]
     if len(at_boundary) > 1:
-        return None
+        raise StaysFloat("its output is quantised into several graph outputs")
     y = at_boundary[0] if at_boundary else outs[0]
-    if y.dtype != "int8" or y.quant is None or y.quant.axis is not None:
-        return None
+    _require_int8_per_tensor(y)
     return y, users
 
 
 def _lower(g: IndexedGraph, op: Op) -> None:
-    target = _quantized_output(g, op)
-    if target is None:
-        return
-    y, quantizers = target
-    new_ops = LOWERINGS[op.kind](g, op, y)
-    if new_ops is None:
+    try:
+        y, quantizers = _quantized_output(g, op)
+        new_ops = LOWERINGS[op.kind](g, op, y)
+    except StaysFloat as why:
+        if _touches_quantisation(g, op):  # a float op among float ops is not a failed lowering
+            note_not_lowered(g.graph, op, str(why))
         return
     float_out = op.outputs[0]
     replace_op(g, op, new_ops)
@@ -149,6 +161,13 @@ def _lower(g: IndexedGraph, op: Op) -> None:
             g.replace_uses(qop.outputs[0], y.name)
             del g.values[qop.outputs[0]]
     del g.values[float_out]
+
+
+def _touches_quantisation(g: IndexedGraph, op: Op) -> bool:
+    """The op reads a dequantized value or its output is quantized."""
+    writers = [producer(g, n) for n in op.inputs if n]
+    return (any(w is not None and w.kind == "dequantize" for w in writers)
+            or any(r.kind == "quantize" for r in readers(g, op.outputs[0])))
 
 
 def _int8_like(g: IndexedGraph, base: str, shape: tuple[int, ...], layout: str, quant: QuantParams) -> Value:
@@ -161,57 +180,64 @@ def _rescale(g: IndexedGraph, base_op: str, src: str, dst: str) -> Op:
 
 # ---- lowerings --------------------------------------------------------------------------------
 # Each takes the float op and the int8 output value, and returns the integer ops replacing it
-# (writing that value), or None to leave the op in float.
+# (writing that value), or raises StaysFloat.
 
-def _lower_accumulating(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_accumulating(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     x = _dequantized(g, op.inputs[0])
     weight = const_like(g, op.inputs[1])
-    if x is None or weight is None or not weight.quantized:
-        return None
+    if weight is None:
+        raise StaysFloat("its weights are not a constant")
+    if not weight.quantized:
+        raise StaysFloat("its weights are float constants, not dequantized int8 ones (a partly quantised model)")
     w = weight.const
-    if w.dtype != "int8" or any(z != 0 for z in w.quant.zero_point):
-        return None
+    if w.dtype != "int8":
+        raise StaysFloat(f"its weights are {w.dtype} (tinyc's kernels take int8 weights)")
+    if any(z != 0 for z in w.quant.zero_point):
+        raise StaysFloat("its weights have a non-zero zero point (tinyc needs symmetric int8 weights)")
     out_axis = weight_out_axis(w) if op.kind != "fully_connected" else 0
     if w.quant.axis not in (None, out_axis):
-        return None
+        raise StaysFloat(f"its weights are quantised along axis {w.quant.axis}, not per output channel")
     c_out = w.shape[out_axis]
     bias_scales = x.quant.scale[0] * np.asarray(w.quant.scale, dtype=np.float64)
     inputs = [x.name, w.name]
     if len(op.inputs) > 2 and op.inputs[2]:
-        bias = _integer_bias(g, op.inputs[2], bias_scales, c_out)
-        if bias is None:
-            return None
-        inputs.append(bias)
+        inputs.append(_integer_bias(g, op.inputs[2], bias_scales, c_out))
     return [Op(op.kind, op.name, inputs, [y.name], dict(op.attrs))]
 
 
-def _integer_bias(g: IndexedGraph, name: str, scales: np.ndarray, c_out: int) -> str | None:
+def _integer_bias(g: IndexedGraph, name: str, scales: np.ndarray, c_out: int) -> str:
     """An int32 bias constant with scale s_x * s_w[c]: the model's own when it is dequantize(int32
     constant) with that scale, or a float constant bias quantised to it."""
     cl = const_like(g, name)
-    if cl is None or cl.const.shape != (c_out,):
-        return None
+    if cl is None:
+        raise StaysFloat("its bias is not a constant")
+    if cl.const.shape != (c_out,):
+        raise StaysFloat(f"its bias has shape {list(cl.const.shape)}, not [{c_out}]")
     want = np.broadcast_to(scales, (c_out,))
     b = cl.const
     if cl.quantized:
-        if b.dtype != "int32" or b.quant.axis not in (None, 0) or any(z != 0 for z in b.quant.zero_point):
-            return None
+        if b.dtype != "int32":
+            raise StaysFloat(f"its bias is {b.dtype} (tinyc needs an int32 bias)")
+        if b.quant.axis not in (None, 0) or any(z != 0 for z in b.quant.zero_point):
+            raise StaysFloat("its bias has a non-zero zero point (an int32 bias has zero point 0)")
         have = np.broadcast_to(np.asarray(b.quant.scale, dtype=np.float64), (c_out,))
         # The model stores s_x * s_w as a float32 product; allow for that one rounding.
-        return b.name if np.allclose(have, want, rtol=1e-6, atol=0.0) else None
+        if not np.allclose(have, want, rtol=1e-6, atol=0.0):
+            raise StaysFloat("its bias scale is not input scale x weight scale")
+        return b.name
     codes = np.rint(b.data.astype(np.float64) / want)
-    if codes.min(initial=0) < INT32_RANGE[0] or codes.max(initial=0) > INT32_RANGE[1]:
-        return None
+    if not np.isfinite(codes).all() or codes.min(initial=0) < INT32_RANGE[0] or codes.max(initial=0) > INT32_RANGE[1]:
+        raise StaysFloat("its float bias does not fit int32 at scale input scale x weight scale")
     quant = (QuantParams(tuple(scales), (0,) * len(scales), 0) if len(scales) > 1
              else QuantParams(tuple(scales), (0,), None))
     return g.add_const(f"{name}_int32", codes.astype(np.int32), quant=quant).name
 
 
-def _lower_binary(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_binary(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     a = _dequantized(g, op.inputs[0], allow_const=True)
     b = _dequantized(g, op.inputs[1], allow_const=True)
-    if a is None or b is None or (a.is_const and b.is_const):
-        return None
+    if a.is_const and b.is_const:
+        raise StaysFloat("both of its operands are constants")
     return [Op(op.kind, op.name, [a.name, b.name], [y.name], dict(op.attrs))]
 
 
@@ -227,15 +253,13 @@ def _stored_pad_value(op: Op, q: Value, y: Value) -> float | None:
     return float(code)
 
 
-def _lower_preserving(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_preserving(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     q = _dequantized(g, op.inputs[0])
-    if q is None:
-        return None
     attrs = dict(op.attrs)
     if op.kind == "pad":
         stored = _stored_pad_value(op, q, y)
         if stored is None:
-            return None
+            raise StaysFloat(f"its pad value {attr(op, 'value')} is not exactly an int8 code of its input")
         attrs["value"] = stored
     return _in_input_quant(g, op, [q.name], q.quant, y, attrs)
 
@@ -249,11 +273,11 @@ def _in_input_quant(g: IndexedGraph, op: Op, inputs: list[str], quant: QuantPara
     return [Op(op.kind, op.name, inputs, [mid.name], attrs), _rescale(g, op.name, mid.name, y.name)]
 
 
-def _lower_concat(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_concat(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     qs = [_dequantized(g, n, allow_const=True) for n in op.inputs]
-    if any(q is None for q in qs) or all(q.is_const for q in qs):  # type: ignore[union-attr]
-        return None
-    quants = {q.quant for q in qs}  # type: ignore[union-attr]
+    if all(q.is_const for q in qs):
+        raise StaysFloat("all of its inputs are constants")
+    quants = {q.quant for q in qs}
     if len(quants) == 1:
         return _in_input_quant(g, op, [q.name for q in qs], quants.pop(), y, dict(op.attrs))
     # Inputs disagree: bring each one to the output's quantisation first.
@@ -268,10 +292,8 @@ def _lower_concat(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
     return ops + [Op("concat", op.name, inputs, [y.name], dict(op.attrs))]
 
 
-def _lower_softmax(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_softmax(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     q = _dequantized(g, op.inputs[0])
-    if q is None:
-        return None
     if y.quant == SOFTMAX_OUTPUT:
         return [Op("softmax", op.name, [q.name], [y.name], dict(op.attrs))]
     # The integer softmax always writes (1/256, -128); other output parameters (onnxruntime's
@@ -281,14 +303,12 @@ def _lower_softmax(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
             _rescale(g, op.name, mid.name, y.name)]
 
 
-def _lower_unary(g: IndexedGraph, op: Op, y: Value) -> list[Op] | None:
+def _lower_unary(g: IndexedGraph, op: Op, y: Value) -> list[Op]:
     q = _dequantized(g, op.inputs[0])
-    if q is None:
-        return None
     return [Op("lut", op.name, [q.name], [y.name], {"table": lut_table(unary_function(op), q.quant, y.quant)})]
 
 
-LOWERINGS: dict[str, Callable[[IndexedGraph, Op, Value], list[Op] | None]] = {
+LOWERINGS: dict[str, Callable[[IndexedGraph, Op, Value], list[Op]]] = {
     "conv2d": _lower_accumulating,
     "depthwise_conv2d": _lower_accumulating,
     "fully_connected": _lower_accumulating,

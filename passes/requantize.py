@@ -14,6 +14,8 @@ The graph's interface is unchanged and the result verifies.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tinyc import quant_math as qm
 from tinyc.errors import UnsupportedError
 from tinyc.ir import Graph, Op, QuantParams, Value
@@ -75,13 +77,35 @@ def _lower_accumulating(op: Op, graph: Graph) -> None:
     weight_scales = _weight_scales(op, w)
     op.attrs["input_offset"] = -x_zero_point
     if out.dtype == "int32":  # ConvInteger / MatMulInteger: the raw accumulator is the result
+        _check_accumulator(op, graph, [0])
         return
     y_scale, y_zero_point = _per_tensor(op, out)
     pairs = [qm.quantize_multiplier(x_scale * s_w / y_scale) for s_w in weight_scales]
+    _check_accumulator(op, graph, [s for _, s in pairs])
     op.attrs["multiplier"] = [m for m, _ in pairs]
     op.attrs["shift"] = [s for _, s in pairs]
     op.attrs["output_offset"] = y_zero_point
     op.attrs["act_min"], op.attrs["act_max"] = _activation_bounds(op, out)
+
+
+def _check_accumulator(op: Op, graph: Graph, shifts: list[int]) -> None:
+    """Refuse an op whose int32 accumulator could overflow for some input (undefined behaviour in C):
+    per output channel, |bias| + sum |w| * (largest |x - zero point| of an int8 input), scaled by the
+    requantisation's left shift (2^shift, shift > 0), must stay within int32."""
+    x, w = graph.values[op.inputs[0]], graph.values[op.inputs[1]]
+    axis = _weight_channel_axis(op, w)
+    per_channel = np.moveaxis(np.abs(w.data.astype(np.int64)), axis, 0).reshape(w.shape[axis], -1).sum(axis=1)
+    zero_point = x.quant.zero_point[0]
+    lo, hi = qm.DTYPE_LIMITS[x.dtype]
+    bound = per_channel * max(zero_point - lo, hi - zero_point)
+    if len(op.inputs) > 2 and op.inputs[2]:
+        bound = bound + np.abs(graph.values[op.inputs[2]].data.astype(np.int64))
+    bound = bound << np.maximum(np.asarray(shifts, dtype=np.int64), 0)
+    worst = int(bound.max(initial=0))
+    if worst > qm.INT32_MAX:
+        raise UnsupportedError(f"{_where(op)}: its int32 accumulator can overflow (bias plus weights times "
+                               f"inputs reach {worst:,} > 2^31 - 1 for some input); the model's bias or weights "
+                               f"are too large for int8 arithmetic: re-quantise it")
 
 
 def _lower_add(op: Op, graph: Graph) -> None:

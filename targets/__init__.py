@@ -15,7 +15,7 @@ See cores.py, registry.py and kernels/.
 """
 from __future__ import annotations
 
-from tinyc.errors import TinycError, UnsupportedError
+from tinyc.errors import TinycError
 from tinyc.ir import Graph, Op
 from tinyc.ops import KERNEL_ATTR
 
@@ -23,6 +23,7 @@ from .cores import ISAS, TARGETS, Board, Target
 from .registry import (VIEW, DTypes, Kernel, KernelChoice, all_kernels, candidates, kernel, kernel_choice,
                        refusals)
 from .registry import select_kernel as _select_kernel
+from .unsupported import unsupported_error
 
 __all__ = ["Board", "DTypes", "ISAS", "Kernel", "KernelChoice", "Target", "VIEW", "all_kernels", "candidates",
            "get", "kernel", "kernel_choice", "kernel_choices", "names", "refusals", "select_kernel",
@@ -51,19 +52,19 @@ def select_kernel(target: str | Target, op: Op, graph: Graph) -> KernelChoice | 
 
 def select_kernels(graph: Graph, target: Target) -> Graph:
     """A copy of `graph` whose every op records the kernel that runs it on `target`
-    (op.attrs["impl"], the name of a declared kernel). Raises UnsupportedError listing every op
-    without one."""
+    (op.attrs["impl"], the name of a declared kernel). Raises UnsupportedError naming, grouped by
+    cause, every op without one (tinyc.targets.unsupported)."""
     g = graph.copy()
-    missing = []
+    missing, why_not = [], {}
     for op in g.ops:
         choice = _select_kernel(target, op, g)
         if choice is None:
-            missing.append(f"{op.kind} (node {op.name})")
+            missing.append(op)
+            why_not[op.name] = [reason for _, reason in refusals(target, op, g)]
         else:
             op.attrs[KERNEL_ATTR] = choice.kernel.name
     if missing:
-        raise UnsupportedError(f"no {target.name} kernel for {len(missing)} op(s): {', '.join(missing)}; "
-                               f"these ops cannot be compiled for this target yet")
+        raise unsupported_error(g, target, missing, why_not)
     return g
 
 

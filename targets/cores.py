@@ -40,12 +40,13 @@ _HOST = {"conv": 0.5, "depthwise": 1.0, "fc": 0.5, "add": 10.0, "mul": 5.0, "poo
 
 @dataclass(frozen=True)
 class Board:
-    """A QEMU machine that emulates a core: its linker script (runtime_c/baremetal/ld) and the core
-    clock that drives SysTick."""
+    """A QEMU machine that emulates a core: its linker script (runtime_c/baremetal/ld), the core
+    clock that drives SysTick, and the RAM that script gives a program."""
 
     machine: str
     linker_script: str
     core_clock_hz: int
+    ram_bytes: int
 
     @property
     def instructions_per_tick(self) -> float:
@@ -69,6 +70,22 @@ class Target:
     board: Board | None                # the QEMU board that runs it, None when QEMU has none
     # Estimated instructions per unit of work (KernelChoice.work) by kernel cost class.
     cost_per_work: Mapping[str, float] = field(repr=False, compare=False)
+    # RAM a compiled model may assume (arena limit unless --max-arena says otherwise): the emulated
+    # board's; for a core QEMU does not emulate, the larger parts built on it; None: no limit (host).
+    default_ram_bytes: int | None = None
+
+    @property
+    def ram_bytes(self) -> int | None:
+        return self.board.ram_bytes if self.board else self.default_ram_bytes
+
+    @property
+    def memory_description(self) -> str:
+        """Where the RAM figure comes from, for messages."""
+        if self.board:
+            return f"the {self.board.ram_bytes // 1024:,} KiB of RAM of {self.name} ({self.board.machine})"
+        if self.default_ram_bytes:
+            return f"the {self.default_ram_bytes // 1024:,} KiB of RAM tinyc assumes for {self.name}"
+        return "int32 sizes"
 
     @property
     def compiler(self) -> str:
@@ -106,11 +123,14 @@ def _cost(table: dict[str, float]) -> Mapping[str, float]:
 # QEMU 7.2 boards (../shared/docs/emulator.md). Cortex-M33 runs on mps2-an505: QEMU 7.2's mps3-an524
 # starts the core of its SSE-200 that has no FPU, so hard-float code faults there
 # (see runtime_c/baremetal/README.md).
-_AN385 = Board("mps2-an385", "mps2-an385.ld", 25_000_000)
-_AN386 = Board("mps2-an386", "mps2-an386.ld", 25_000_000)
-_AN500 = Board("mps2-an500", "mps2-an500.ld", 25_000_000)
-_AN505 = Board("mps2-an505", "mps2-an505.ld", 20_000_000)
-_AN547 = Board("mps3-an547", "mps3-an547.ld", 32_000_000)
+_MIB = 1024 * 1024
+_AN385 = Board("mps2-an385", "mps2-an385.ld", 25_000_000, 4 * _MIB)
+_AN386 = Board("mps2-an386", "mps2-an386.ld", 25_000_000, 4 * _MIB)
+_AN500 = Board("mps2-an500", "mps2-an500.ld", 25_000_000, 4 * _MIB)
+_AN505 = Board("mps2-an505", "mps2-an505.ld", 20_000_000, 4 * _MIB)
+_AN547 = Board("mps3-an547", "mps3-an547.ld", 32_000_000, 4 * _MIB)
+# Cortex-M0/M0+ parts top out around 256 KiB of SRAM (RP2040: 264 KB).
+_M0_RAM = 256 * 1024
 
 
 def _arm(cpu: str, *abi: str) -> tuple[str, ...]:
@@ -121,10 +141,11 @@ _ARM = "arm-none-eabi-"
 
 _TARGETS = (
     Target("cortex-m0", "Arm Cortex-M0 (Armv6-M, no DSP, no FPU)", _ARM,
-           _arm("cortex-m0", "-mfloat-abi=soft"), "armv6-m", False, False, None, 4, None, _cost(_PLAIN_V6M)),
+           _arm("cortex-m0", "-mfloat-abi=soft"), "armv6-m", False, False, None, 4, None, _cost(_PLAIN_V6M),
+           _M0_RAM),
     Target("cortex-m0plus", "Arm Cortex-M0+ (Armv6-M, no DSP, no FPU)", _ARM,
            _arm("cortex-m0plus", "-mfloat-abi=soft"), "armv6-m", False, False, None, 4, None,
-           _cost(_PLAIN_V6M)),
+           _cost(_PLAIN_V6M), _M0_RAM),
     Target("cortex-m3", "Arm Cortex-M3 (Armv7-M, no DSP, no FPU)", _ARM,
            _arm("cortex-m3", "-mfloat-abi=soft"), "armv7-m", False, False, None, 4, _AN385, _cost(_PLAIN_V7M)),
     Target("cortex-m4", "Arm Cortex-M4F (Armv7E-M, DSP, single-precision FPU)", _ARM,

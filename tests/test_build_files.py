@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tinyc import targets
-from tinyc.codegen import CodegenOptions, write_output_dir
+from tinyc.codegen import CodegenOptions
 from tinyc.driver import compile_graph, load_graph
+from tinyc.output_dir import write_output_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "examples" / "kws" / "kws_ref_model_qdq.onnx"
@@ -56,7 +57,7 @@ def kws():
 
 
 def compiled(kws, target: str, out: Path) -> Path:
-    write_output_dir(compile_graph(kws, CodegenOptions(name="kws", target=target)), out)
+    write_output_dir(compile_graph(kws, CodegenOptions(name="kws", target=target)).files, out)
     return out
 
 

@@ -102,21 +102,28 @@ def test_output_directory_rules(tmp_path):
     (out / "keep.txt").write_text("mine")
     proc = tinyc("compile", KWS, "-o", out)
     assert proc.returncode == 2 and "--force" in proc.stderr and "Traceback" not in proc.stderr
+    proc = tinyc("compile", KWS, "-o", out, "--force")  # tinyc did not write keep.txt: never deleted
+    assert proc.returncode == 2 and "keep.txt" in proc.stderr
     assert (out / "keep.txt").read_text() == "mine"
-    compile_kws(out, "--force")
-    assert not (out / "keep.txt").exists() and (out / "model.c").exists()
+    (out / "keep.txt").unlink()
+    compile_kws(out)
+    compile_kws(out, "--force")  # tinyc's own output is replaced
+    assert (out / "model.c").exists() and (out / ".tinyc-output").exists()
 
 
 def test_max_arena_names_the_peak_layer(tmp_path):
     out = tmp_path / "out"
-    proc = tinyc("compile", KWS, "-o", out, "--max-arena", "1000")
+    proc = tinyc("compile", KWS, "-o", out, "--max-arena", "15000")  # KWS needs 16,256 B, at most 8,000 B per tensor
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip()
-    assert line.count("\n") == 0 and "--max-arena 1000" in line and "peak at layer" in line
+    assert line.count("\n") == 0 and "--max-arena 15000" in line and "peak at layer" in line
+    assert "16,256 bytes" in line and "live tensors" in line
+    proc = tinyc("compile", KWS, "-o", out, "--max-arena", "1000")
+    assert proc.returncode == 2 and "alone needs 8,000 bytes, more than --max-arena 1000" in proc.stderr
     assert not out.exists()
 
 
-def test_ops_without_kernel_are_all_listed(tmp_path):
+def test_a_float_model_is_told_to_quantise_in_one_line(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sig"), helper.make_node("Tanh", ["a"], ["y"], name="th")]
@@ -124,8 +131,8 @@ def test_ops_without_kernel_are_all_listed(tmp_path):
     onnx.save(model, tmp_path / "float.onnx")
     out = tmp_path / "out"
     proc = tinyc("compile", tmp_path / "float.onnx", "-o", out)
-    assert proc.returncode == 2
-    assert "sigmoid (node sig)" in proc.stderr and "tanh (node th)" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "the model is float" in proc.stderr and "quantise it" in proc.stderr
     assert not out.exists()
 
 

@@ -91,14 +91,14 @@ def test_cortex_m4_code_built_for_the_host_is_bit_exact(key, dsp, tmp_path):
     kernels and the table add; built for the host (plain C, or the DSP algorithm on C models of the
     instructions) under ASan and UBSan, it equals the interpreter on 20 random inputs."""
     from tinyc.build import build_host, run_host
-    from tinyc.codegen import write_output_dir
     from tinyc.codegen.harness import harness_source
     from tinyc.driver import generate_for_target
+    from tinyc.output_dir import write_output_dir
     graph = compiled(key, "qop")
     samples = _samples(graph, random_inputs(key, 20, seed=13))
     generated = generate_for_target(graph, CodegenOptions(name=key, target="cortex-m4"))
     assert {"tinyc_conv_s8", "tinyc_fully_connected_s8"} & set(generated.kernels)
-    write_output_dir(generated, tmp_path / "gen")
+    write_output_dir(generated.files, tmp_path / "gen")
     harness = tmp_path / "harness_main.c"
     harness.write_text(harness_source(graph, key, "caller", 16))
     exe = build_host(tmp_path / "gen", generated.sources, harness, tmp_path / "model", sanitize=True,

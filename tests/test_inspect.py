@@ -111,7 +111,7 @@ def test_unsupported_ops_are_reported_not_raised(tmp_path):
     assert "Erf" in d["import_error"]
     assert d["macs"] == CONV_MACS + DW_MACS + FC_MACS  # from ONNX shape inference instead of the IR
     text = format_summary(d)
-    assert "unsupported ops:" in text and "Erf: odd" in text
+    assert "ONNX ops tinyc cannot import:" in text and "Erf: odd" in text
 
 
 def test_uint8_qoperator_input_and_output_quantisation(tmp_path):
@@ -132,7 +132,7 @@ def test_format_summary_text():
     text = format_summary(summarize(KWS / "kws_ref_model_qop.onnx"))
     assert "input_1: int8[1,1,49,10]  scale=0.584703 zero_point=83" in text
     assert "Identity: int8[1,12]  scale=0.00390625 zero_point=-128" in text
-    assert "QLinearConv x9" in text and "MACs: 2,656,768" in text and "unsupported ops: none" in text
+    assert "QLinearConv x9" in text and "MACs: 2,656,768" in text and "ONNX ops tinyc cannot import: none" in text and "compiles for cortex-m4: yes" in text
 
 
 def test_mnist8_summary_keeps_its_opset_and_only_real_inputs():

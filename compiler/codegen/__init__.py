@@ -14,10 +14,7 @@ Each layer's C comes from the emitter of the kernel select-kernels recorded on i
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +110,11 @@ class _Writer:
         for name, root in self.roots.items():
             self.members.setdefault(root, set()).add(name)
         self.align = max(4, target.alignment)
-        self.io_names = Namer(reserved=("arena",))
-        self.params = {n: self.io_names(n) for n in list(graph.inputs) + list(graph.outputs)}
+        # One C parameter per graph input and per graph output; an output that is also an input (a model
+        # that returns its input) gets a parameter of its own and a copy.
+        io_names = Namer(reserved=("arena",))
+        self.in_params = {n: io_names(n) for n in graph.inputs}
+        self.out_params = {n: io_names(f"\0output {n}", base=n) for n in graph.outputs}
 
     # ---- where values live ---------------------------------------------------------------------
     def external_param(self, name: str) -> str | None:
@@ -122,10 +122,10 @@ class _Writer:
         members = self.members[root]
         for out in self.g.outputs:
             if out in members and root not in self.g.inputs:
-                return self.params[out]
+                return self.out_params[out]
         for inp in self.g.inputs:
             if inp in members:
-                return self.params[inp]
+                return self.in_params[inp]
         return None
 
     def pointer(self, name: str) -> str:
@@ -253,18 +253,18 @@ class _Writer:
         lines = []
         for out in self.g.outputs:
             src = self.pointer(out)
-            if src != self.params[out]:
+            if src != self.out_params[out]:
                 nbytes = self.g.values[out].nbytes
                 lines.append(f"    {comment(f'output {out} is a view of another buffer: copy it')}")
-                lines.append(f"    memcpy({self.params[out]}, {src}, {nbytes});")
+                lines.append(f"    memcpy({self.out_params[out]}, {src}, {nbytes});")
         return lines
 
     def signature(self) -> str:
         args = []
         for n in self.g.inputs:
-            args.append(f"const {C_TYPES[self.g.values[n].dtype]} *{self.params[n]}")
+            args.append(f"const {C_TYPES[self.g.values[n].dtype]} *{self.in_params[n]}")
         for n in self.g.outputs:
-            args.append(f"{C_TYPES[self.g.values[n].dtype]} *{self.params[n]}")
+            args.append(f"{C_TYPES[self.g.values[n].dtype]} *{self.out_params[n]}")
         if self.opt.arena == "caller":
             args.append("uint8_t *arena")
         return f"int {self.opt.name}_invoke({', '.join(args)})"
@@ -343,28 +343,3 @@ class _Writer:
 
 def _c_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def write_output_dir(model: GeneratedModel, out_dir: Path, force: bool = False) -> None:
-    """Write all files into out_dir atomically: into a temporary sibling, then renamed into place."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise TinycError(f"output {out_dir} exists and is not a directory")
-        if any(out_dir.iterdir()) and not force:
-            raise TinycError(f"output directory {out_dir} is not empty; pass --force to replace it")
-    parent = out_dir.resolve().parent
-    if not parent.exists():
-        raise TinycError(f"parent directory {parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tinyc-", dir=parent))
-    try:
-        for rel, data in sorted(model.files.items()):
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -22,10 +22,12 @@ class Namer:
         # (long model names cut to 48 characters share a base by the thousand)
         self.next_suffix: dict[str, int] = {}
 
-    def __call__(self, key: str, prefix: str = "") -> str:
+    def __call__(self, key: str, prefix: str = "", base: str | None = None) -> str:
+        """The identifier of `key` (the same on every call), made from `prefix` + `base` (default: the
+        key itself)."""
         if key in self.names:
             return self.names[key]
-        base = re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}{key}").strip("_") or "v"
+        base = re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}{key if base is None else base}").strip("_") or "v"
         base = re.sub(r"_+", "_", base)[:48]
         if base[0].isdigit() or base in C_KEYWORDS:
             base = f"v_{base}"
@@ -40,8 +42,11 @@ class Namer:
 
 
 def comment(text: str) -> str:
-    """A C block comment that cannot be closed early by the text."""
-    return "/* " + text.replace("*/", "* /").replace("\n", " ") + " */"
+    """A C block comment that the text can neither close early nor nest (`/*` inside a comment is a
+    -Wcomment warning), on one line."""
+    for bad, harmless in (("*/", "* /"), ("/*", "/ *"), ("\n", " "), ("\r", " ")):
+        text = text.replace(bad, harmless)
+    return f"/* {text} */"
 
 
 def c_float(x: float) -> str:

@@ -45,6 +45,7 @@ class ImportContext:
         self._producers: dict[str, Op] = {}
         # ONNX names read by live nodes or graph outputs (an unread optional output may be ignored).
         self.used: set[str] = set()
+        self.readers: dict[str, list] = {}  # ONNX tensor name -> the nodes reading it
         # IR values that hold an ONNX uint8 tensor as int8 (zero point - 128): QOperator results.
         self.shifted: set[str] = set()
 

@@ -7,6 +7,7 @@ output names and dtypes), drops dead values and verifies.
 """
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -50,6 +51,10 @@ def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | No
     onnx_dtypes = infer_dtypes(model, shapes)
 
     output_names = [o.name for o in gp.output]
+    for kind, names in (("input", [vi.name for vi in graph_inputs]), ("output", output_names)):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise TinycError(f"graph {kind} {twice[0]!r} is listed twice; a model's {kind}s need distinct names")
     nodes = node_infos(gp)
     live = live_nodes(nodes, output_names)
     ordered = topo_order(live, initializer_names | set(shapes))
@@ -71,9 +76,14 @@ def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | No
     ctx.used = used
     for name, shape in shapes.items():
         ctx.bind(name, graph.add_value(Value(name, shape, input_dtypes[name], default_layout(shape))))
+    readers: dict[str, list[NodeInfo]] = {}
+    for node in ordered:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    ctx.readers = readers
     for tensor in gp.initializer:
         if tensor.name in used:
-            ctx.consts[tensor.name] = numpy_helper.to_array(tensor)
+            ctx.consts[tensor.name] = _finite(tensor.name, numpy_helper.to_array(tensor), readers)
 
     protos = list(gp.node)
     for node in ordered:
@@ -118,7 +128,28 @@ def _fold(ctx: ImportContext, node: NodeInfo, proto: onnx.NodeProto) -> None:
     values = {n: ctx.consts[n] for n in node.inputs if n}
     for name, result in zip(node.outputs, evaluate(node, proto, values, ctx.opset)):
         if name and result is not None:
-            ctx.consts[name] = result
+            ctx.consts[name] = _finite(name, result, ctx.readers)
+
+
+# An infinite constant read by these ops would become a weight, a bias or a folded code.
+_NO_INFINITY = {"Conv", "ConvTranspose", "ConvInteger", "Gemm", "MatMul", "BatchNormalization", "QuantizeLinear",
+                "DequantizeLinear", "Add", "Sub", "Mul", "Div", "PRelu", "QLinearConv", "QGemm", "QLinearMatMul"}
+
+
+def _finite(name: str, data, readers: dict[str, list[NodeInfo]]):
+    """`data` (a constant of the model), unless it holds NaN, or an infinity an op would compute with."""
+    data = np.asarray(data)
+    if data.dtype.kind != "f" or not data.size:
+        return data
+    users = readers.get(name, [])
+    where = f"constant {name!r}" + (f" (read by {users[0].label})" if users else "")
+    if np.isnan(data).any():
+        raise UnsupportedError(f"{where} holds NaN; tinyc cannot compile a model with NaN weights, biases "
+                               f"or scales: fix the model")
+    if np.isinf(data).any() and (not users or any(u.op_type in _NO_INFINITY for u in users)):
+        raise UnsupportedError(f"{where} holds an infinite value; tinyc cannot compile it as a weight, bias "
+                               f"or scale: fix the model")
+    return data
 
 
 def _bind_outputs(ctx: ImportContext, gp: onnx.GraphProto) -> None:
