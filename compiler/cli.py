@@ -34,6 +34,10 @@ def _user_errors(fn):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+        except MemoryError:
+            click.echo("error: this machine ran out of memory compiling the model; the model is too large "
+                       "for tinyc here", err=True)
+            sys.exit(EXIT_USER_ERROR)
         except Exception as exc:  # a bug in tinyc: say so, show the trace only on request
             if os.environ.get("TINYC_DEBUG"):
                 traceback.print_exc()
@@ -48,7 +52,27 @@ input_shape_option = click.option(
     help="Fix a dynamic input shape, e.g. --input-shape input=1,3,96,96 (repeatable).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Option and argument mistakes are one line `error: ...` with exit code 2, like every other user
+    error (click's own report is a usage block of three lines)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tinyc")
 def main() -> None:
     """tinyc: compile ONNX models to small, fast C for Arm Cortex-M."""
@@ -110,9 +134,13 @@ def opt(model: str, passes: str, output: str | None, print_after_all: bool, elid
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tinyc-tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TinycError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def compile_options(fn):
@@ -187,6 +215,9 @@ def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis
         max_arena, input_shapes):
     """Run MODEL on inputs and write its outputs."""
     from . import driver, tensor_io
+    if profile and target in ("ref", "host"):
+        raise TinycError(f"--profile counts instructions per layer on an emulated core; --target {target} has "
+                         f"none (use --target cortex-m4 or another Cortex-M core)")
     graph = driver.load_graph(model, driver.parse_input_shapes(input_shapes) or None)
     options = None if target == "ref" else _codegen_options(target, name, arena_mode, max_arena, profile=profile)
     outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn)

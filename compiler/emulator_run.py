@@ -92,16 +92,20 @@ def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
                     cmsis_nn: Path | None = None, timeout_s: float = 600):
     gen_dir, harness = Path(gen_dir).resolve(), Path(harness).resolve()
     sources, includes = firmware_sources(gen_dir, generated.sources, harness, cmsis_nn, options.target)
-    defines = {"TINYC_MEASURE": ""}
-    if options.profile:
-        defines["TINYC_PROFILE"] = ""
-    elf = build_firmware(options.target, sources, includes, workdir / "fw", defines=defines,
-                         opt=FIRMWARE_OPT, extra_cflags=FIRMWARE_CFLAGS, name=options.name)
     (workdir / "input.bin").write_bytes(pack_samples(lowered, samples))
-    result = run_firmware(elf, options.target, timeout_s=timeout_s, workdir=workdir)
-    if result.exit_code != 0:
-        raise TinycError(f"the model failed on {options.target.name} (exit {result.exit_code}): "
-                         f"{result.stdout.strip().splitlines()[-1] if result.stdout.strip() else 'no output'}")
+
+    def build_and_run(defines: dict[str, str], build_dir: str):
+        elf = build_firmware(options.target, sources, includes, workdir / build_dir, defines=defines,
+                             opt=FIRMWARE_OPT, extra_cflags=FIRMWARE_CFLAGS, name=options.name)
+        result = run_firmware(elf, options.target, timeout_s=timeout_s, workdir=workdir)
+        if result.exit_code != 0:
+            last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "no output"
+            raise TinycError(f"the model failed on {options.target.name} (exit {result.exit_code}): {last}")
+        return elf, result
+
+    # The headline figures come from a build without the per-layer probes, whose own instructions
+    # would otherwise count in the inference; --profile runs a second build for the layers.
+    elf, result = build_and_run({"TINYC_MEASURE": ""}, "fw")
     outputs = unpack_outputs(lowered, (workdir / "output.bin").read_bytes(), len(samples))
     inference = result.inference
     if inference is None or not inference.calls:
@@ -109,8 +113,9 @@ def run_on_emulator(lowered: Graph, generated, gen_dir: Path, harness: Path,
     sizes = elf_sizes(elf)
     layers = []
     if options.profile:
+        _, profiled = build_and_run({"TINYC_MEASURE": "", "TINYC_PROFILE": ""}, "fw_profile")
         by_name = {row["node"]: row for row in generated.report["layers"]}
-        for name, region in sorted(result.regions.items(), key=lambda kv: kv[1].id):
+        for name, region in sorted(profiled.regions.items(), key=lambda kv: kv[1].id):
             row = by_name.get(name, {})
             layers.append({"index": region.id, "node": name, "kernel": row.get("kernel", "?"),
                            "instructions": region.instructions // max(region.calls, 1)})

@@ -84,7 +84,7 @@ def split_batch(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> Batch
             modes[spec.name] = (LEADING, a.shape[0])
         else:
             raise TinycError(f"input {spec.name!r} has shape {list(a.shape)}, the model expects "
-                             f"{list(s)} (or a batch [N, {', '.join(map(str, s))}])")
+                             f"{list(s)} (or a batch [N, {', '.join(map(str, s))}]){_layout_hint(a.shape, s)}")
     kinds = {m for m, _ in modes.values()}
     counts = {n for _, n in modes.values()}
     if len(kinds) > 1 or len(counts) > 1:
@@ -108,6 +108,15 @@ def split_batch(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> Batch
     return Batch(samples, mode)
 
 
+def _layout_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """A hint when a 4-D input is the model's NCHW shape in NHWC order (TFLite-style data)."""
+    if len(want) == 4 and len(got) in (4, 5):
+        n, c, h, w = want
+        if tuple(got[-3:]) == (h, w, c) and (h, w, c) != (c, h, w):
+            return "; the data looks NHWC: pass --input-layout nhwc"
+    return ""
+
+
 def join_batch(outputs: list[dict[str, np.ndarray]], mode: str) -> dict[str, np.ndarray]:
     """Stack per-sample outputs the way the inputs were given."""
     names = list(outputs[0])
@@ -127,15 +136,23 @@ def write_outputs(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
         raise TinycError(f"the model has {len(arrays)} outputs; write them to an .npz file")
     if path.parent and not path.parent.exists():
         raise TinycError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tinyc-", suffix=path.suffix, dir=path.parent or ".")
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tinyc-", suffix=path.suffix, dir=path.parent or ".")
+    except OSError as exc:
+        raise TinycError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's file is private; the output is an ordinary file
         with os.fdopen(fd, "wb") as fh:
             if path.suffix == ".npy":
                 np.save(fh, next(iter(arrays.values())))
             else:
                 np.savez(fh, **arrays)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise TinycError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
