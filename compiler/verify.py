@@ -76,11 +76,25 @@ def _check_value(v: Value) -> None:
                               f"{v.shape[q.axis]}")
 
 
-def _same_quant(a: Value, b: Value) -> bool:
+def _same_quant(a: Value, b: Value, b_axis: int | None = None) -> bool:
+    """Equal quantisation; a per-axis one may sit on `b_axis` of b (where a transpose moved a's axis)."""
     if a.quant is None or b.quant is None:
         return a.quant is b.quant
-    return (a.quant.zero_point == b.quant.zero_point and a.quant.axis == b.quant.axis and
+    axis = a.quant.axis if a.quant.axis is None or b_axis is None else b_axis
+    return (a.quant.zero_point == b.quant.zero_point and b.quant.axis == axis and
             np.allclose(a.quant.scale, b.quant.scale, rtol=1e-6, atol=0))
+
+
+def _moved_axis(op: Op, v: Value, out: Value) -> int | None:
+    """Where a per-axis quantisation axis of input v lands in the output of a byte-moving op."""
+    if v.quant is None or v.quant.axis is None:
+        return None
+    if op.kind == "transpose":
+        return list(op.attrs["perm"]).index(v.quant.axis)
+    if op.kind == "reshape" and out.quant is not None and out.quant.axis is not None:
+        # A reshape keeps the per-axis slices when the output axis has the same extent.
+        return out.quant.axis if out.shape[out.quant.axis] == v.shape[v.quant.axis] else None
+    return None
 
 
 def _check_op_types(op: Op, ins: list[Value], outs: list[Value]) -> None:
@@ -126,7 +140,7 @@ def _check_op_types(op: Op, ins: list[Value], outs: list[Value]) -> None:
             raise VerifyError(f"{where}: input {v.name!r} is {v.dtype}, output is {out.dtype}")
     if op.kind in QUANT_PRESERVING:
         for v in ins:
-            if not _same_quant(v, out):
+            if not _same_quant(v, out, _moved_axis(op, v, out)):
                 raise VerifyError(f"{where}: input {v.name!r} and output must share quantisation "
                                   f"(insert a rescale)")
 

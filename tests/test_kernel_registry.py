@@ -11,7 +11,7 @@ from tinyc import runtime_c, targets
 from tinyc.codegen import CodegenOptions, generate
 from tinyc.driver import for_target
 from tinyc.errors import UnsupportedError
-from tinyc.ir import Graph, Op, Value
+from tinyc.ir import NOT_LOWERED, Graph, Op, QuantParams, Value
 from tinyc.ops import KERNEL_ATTR, SPECS
 from tinyc.passes import get as get_pass
 from tinyc.passes.plan_memory import plan_graph
@@ -83,12 +83,29 @@ def test_the_choice_survives_the_textual_ir():
     assert parse(text).ops[0].attrs[KERNEL_ATTR] == "arm_convolve_wrapper_s8"
 
 
-def test_ops_without_a_kernel_are_listed_with_their_nodes():
+def test_ops_without_a_kernel_are_listed_by_cause_with_their_nodes():
     x = Value("x", (1, 8), "float32")
     y = Value("y", (1, 8), "float32")
     g = Graph("g", {"x": x, "y": y}, [Op("sigmoid", "act", ["x"], ["y"])], ["x"], ["y"])
-    with pytest.raises(UnsupportedError, match=r"no cortex-m4 kernel for 1 op\(s\): sigmoid \(node act\)"):
+    with pytest.raises(UnsupportedError, match=r"^the model is float") as caught:
         targets.select_kernels(g, M4)
+    assert caught.value.details == [{"node": "act", "op": "sigmoid", "cause": caught.value.args[0]}]
+    # In a quantised graph: each cause once, its nodes listed (at most three), the rest counted.
+    q = QuantParams.tensor(0.1, 0)
+    values = {"x": Value("x", (1, 8), "int8", "", q), "xf": Value("xf", (1, 8), "float32")}
+    ops = [Op("dequantize", "dq", ["x"], ["xf"])]
+    for i in range(5):
+        values[f"s{i}"] = Value(f"s{i}", (1, 8), "float32")
+        ops.append(Op("sigmoid", f"sig{i}", ["xf"], [f"s{i}"]))
+    g = Graph("g", values, ops, ["x"], [f"s{i}" for i in range(5)])
+    g.meta[NOT_LOWERED] = {"sig0": "its float output leaves the model without a QuantizeLinear"}
+    with pytest.raises(UnsupportedError) as caught:
+        targets.select_kernels(g, M4)
+    assert str(caught.value) == (
+        "no cortex-m4 kernel for 5 ops: sigmoid: its float output leaves the model without a QuantizeLinear "
+        "(node sig0); float sigmoid that no pass lowers to int8 (it is not between DequantizeLinear and "
+        "QuantizeLinear) (nodes sig1, sig2, sig3 and 1 more) (tinyc inspect MODEL --json lists every op)")
+    assert len(caught.value.details) == 5
 
 
 def test_refusals_say_why_each_candidate_does_not_run_an_op():

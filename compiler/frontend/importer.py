@@ -56,6 +56,13 @@ def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | No
         if twice:
             raise TinycError(f"graph {kind} {twice[0]!r} is listed twice; a model's {kind}s need distinct names")
     nodes = node_infos(gp)
+    writers: dict[str, NodeInfo] = {}
+    for node in nodes:
+        for name in node.outputs:
+            if name and name in writers:
+                raise TinycError(f"tensor {name!r} is written by two nodes, {writers[name].label} and {node.label}; "
+                                 f"an ONNX graph defines each tensor once")
+            writers[name] = node
     live = live_nodes(nodes, output_names)
     ordered = topo_order(live, initializer_names | set(shapes))
     defined = initializer_names | set(shapes) | {o for n in ordered for o in n.outputs if o}
