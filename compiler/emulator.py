@@ -119,7 +119,7 @@ def build_firmware(target: Target | str, sources: list[Path], include_dirs: list
     """Compile `sources` with the harness for `target` and link an ELF; return its path.
 
     Every source gets the target's core/FPU flags, `opt`, -ffunction-sections -fdata-sections, the
-    defines (a value of "" gives -DNAME) and `extra_cflags`; the link uses newlib-nano with
+    defines (a value of "" gives -DNAME) and `extra_cflags`; the link uses newlib-nano (libc, libm) with
     semihosting (rdimon), our startup and the board's linker script, with --gc-sections. Pass
     defines={"TINYC_PROFILE": ""} to enable the TINYC_PROFILE_BEGIN/END regions. `stack_size`
     (bytes) is reserved at the top of RAM. The build log is kept as <out_dir>/<name>.build.log.
@@ -142,7 +142,7 @@ def build_firmware(target: Target | str, sources: list[Path], include_dirs: list
         *define_flags, *[f"-I{Path(d)}" for d in include_dirs], f"-I{BAREMETAL_DIR}",
         *extra_cflags,
         *[str(Path(s)) for s in sources], *[str(BAREMETAL_DIR / s) for s in HARNESS_SOURCES],
-        "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
+        "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs", "-lm",
         f"-L{LINKER_SCRIPT_DIR}", "-T", str(LINKER_SCRIPT_DIR / board.linker_script),
         "-Wl,--gc-sections", f"-Wl,--defsym=__tinyc_stack_size={stack_size}",
         f"-Wl,-Map={out_dir / (name + '.map')}", "-o", str(elf),

@@ -11,6 +11,7 @@
 #ifndef TINYC_KERNELS_H
 #define TINYC_KERNELS_H
 
+#include <math.h> /* INFINITY: the bound of an activation that does not clamp on that side */
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -188,6 +189,173 @@ void tinyc_add_s8(const int8_t *input_1,
                   int32_t out_shift,
                   int32_t out_activation_min,
                   int32_t out_activation_max);
+
+/* ---- float32 kernels (tinyc_f32.c) ------------------------------------------------------------ */
+/*
+ * ONNX semantics in single precision (float only, no double anywhere), as tinyc's interpreter defines
+ * them. Activations are NHWC, convolution filters OHWI, depthwise filters IHWO [1, KH, KW, C_OUT].
+ * Every fused activation is a clamp to [act_min, act_max] (none: -INFINITY, INFINITY; relu: 0,
+ * INFINITY; relu6: 0, 6), which keeps NaN.
+ *
+ * Summation order (the same on every core; compiled as C99, GCC does not contract a * b + c):
+ * a dot product starts from 0.0f and adds the products one at a time in the order of the filter's
+ * memory (convolution: kernel row, kernel column, input channel; depthwise: kernel row, kernel column;
+ * fully connected and matmul: along the depth), skipping the taps that fall in padding; the bias is
+ * added to the finished sum, then the activation applied. Average pooling sums its window the same way
+ * (row, column) and divides by the count; softmax sums its exponentials along the axis in order.
+ */
+
+/* A convolution's geometry (NHWC input and output). groups: 1, or the number of groups a grouped
+   convolution splits the channels into (tinyc_conv_f32 only). */
+typedef struct
+{
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t input_c;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t output_c;
+    int32_t kernel_h;
+    int32_t kernel_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t groups;
+    float act_min;
+    float act_max;
+} tinyc_conv_f32_params;
+
+/* Convolution, filters OHWI [output_c, kernel_h, kernel_w, input_c / groups]; bias may be NULL. Output
+   pixels in raster order, each pixel's window read while its channels are written (so the output may
+   start below the input by the planner's lag). Not in place. */
+void tinyc_conv_f32(const tinyc_conv_f32_params *params,
+                    const float *input,
+                    const float *filter,
+                    const float *bias,
+                    float *output);
+
+/* Depthwise convolution, filters IHWO [1, kernel_h, kernel_w, output_c]; output channel o reads input
+   channel o / (output_c / input_c). params->groups is ignored. Raster order as tinyc_conv_f32. */
+void tinyc_depthwise_conv_f32(const tinyc_conv_f32_params *params,
+                              const float *input,
+                              const float *filter,
+                              const float *bias,
+                              float *output);
+
+/* y[b][u] = act(sum_k x[b][k] * w[u][k] + bias[u]) for weights [units, depth]; bias may be NULL.
+   Not in place. */
+void tinyc_fully_connected_f32(const float *input,
+                               const float *weights,
+                               const float *bias,
+                               float *output,
+                               int32_t batches,
+                               int32_t depth,
+                               int32_t units,
+                               float act_min,
+                               float act_max);
+
+/* numpy matmul of a [A0, A1, M, K] and b [B0, B1, K, N] (shapes left-padded with 1s to 4 dimensions;
+   the two leading axes broadcast) into [max(A0, B0), max(A1, B1), M, N]. Not in place. */
+void tinyc_matmul_f32(const float *a, const int32_t *a_shape, const float *b, const int32_t *b_shape, float *output);
+
+typedef struct
+{
+    int32_t m;
+    int32_t n;
+    int32_t k;
+    int32_t trans_a;      /* a is [k, m] (else [m, k]) */
+    int32_t trans_b;      /* b is [n, k] (else [k, n]) */
+    int32_t c_row_stride; /* c[i][j] is c[i * c_row_stride + j * c_col_stride]: 0 along a broadcast axis */
+    int32_t c_col_stride;
+    float alpha;
+    float beta;
+} tinyc_gemm_f32_params;
+
+/* ONNX Gemm: y = alpha * (a' b') + beta * c, c broadcast to [m, n] (may be NULL). Not in place. */
+void tinyc_gemm_f32(const tinyc_gemm_f32_params *params, const float *a, const float *b, const float *c, float *output);
+
+/* Inference batch normalisation over the channel axis of an input seen as [outer, channels, inner]:
+   y = (x - mean) * (1 / sqrtf(var + epsilon)) * scale + bias, in that order. In place. */
+void tinyc_batch_norm_f32(const float *input,
+                          const float *scale,
+                          const float *bias,
+                          const float *mean,
+                          const float *var,
+                          float *output,
+                          int32_t outer,
+                          int32_t channels,
+                          int32_t inner,
+                          float epsilon);
+
+/* y = act(a + b), y = act(a * b) with numpy broadcasting over 4-D shapes. The output may be an input
+   whose shape equals output_shape. */
+void tinyc_add_f32(const float *input_1,
+                   const int32_t *input_1_shape,
+                   const float *input_2,
+                   const int32_t *input_2_shape,
+                   float *output,
+                   const int32_t *output_shape,
+                   float act_min,
+                   float act_max);
+void tinyc_mul_f32(const float *input_1,
+                   const int32_t *input_1_shape,
+                   const float *input_2,
+                   const int32_t *input_2_shape,
+                   float *output,
+                   const int32_t *output_shape,
+                   float act_min,
+                   float act_max);
+
+/* Element-wise activations, in place: relu max(x, 0); clip to [min, max]; leaky_relu x < 0 ? alpha x
+   : x; sigmoid 1 / (1 + e^-x) (expf of -|x|, never overflowing); tanh (tanhf); hard_swish
+   x * clamp(x / 6 + 1 / 2, 0, 1). */
+void tinyc_relu_f32(const float *input, float *output, int32_t size);
+void tinyc_clip_f32(const float *input, float *output, int32_t size, float min, float max);
+void tinyc_leaky_relu_f32(const float *input, float *output, int32_t size, float alpha);
+void tinyc_sigmoid_f32(const float *input, float *output, int32_t size);
+void tinyc_tanh_f32(const float *input, float *output, int32_t size);
+void tinyc_hard_swish_f32(const float *input, float *output, int32_t size);
+
+typedef struct
+{
+    int32_t batches;
+    int32_t input_h;
+    int32_t input_w;
+    int32_t channels;
+    int32_t output_h;
+    int32_t output_w;
+    int32_t kernel_h;
+    int32_t kernel_w;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_top;
+    int32_t pad_left;
+    int32_t count_include_pad; /* average pooling: divide by kernel_h * kernel_w (else by the taps inside) */
+    float act_min;
+    float act_max;
+} tinyc_pool_f32_params;
+
+/* Max and average pooling (NHWC); padding never wins a max. Every window must cover an input
+   position. Not in place. */
+void tinyc_max_pool_f32(const tinyc_pool_f32_params *params, const float *input, float *output);
+void tinyc_avg_pool_f32(const tinyc_pool_f32_params *params, const float *input, float *output);
+
+/* Softmax along the middle axis of an input seen as [outer, axis_size, inner]: z = beta * x,
+   y = expf(z - max z) / sum expf(z - max z). In place. */
+void tinyc_softmax_f32(const float *input, float *output, int32_t outer, int32_t axis_size, int32_t inner, float beta);
+
+/* tinyc_concat_s8 and tinyc_pad_s8 for float elements (chunks and offsets count elements). */
+void tinyc_concat_f32(const float *input,
+                      float *output,
+                      int32_t outer,
+                      int32_t input_chunk,
+                      int32_t output_chunk,
+                      int32_t output_offset);
+void tinyc_pad_f32(const float *input, float *output, const int32_t *input_shape, const int32_t *pads, float pad_value);
 
 #ifdef __cplusplus
 }

@@ -60,12 +60,23 @@ def select_kernels(graph: Graph, target: Target) -> Graph:
         choice = _select_kernel(target, op, g)
         if choice is None:
             missing.append(op)
-            why_not[op.name] = [reason for _, reason in refusals(target, op, g)]
+            why_not[op.name] = _reasons(target, op, g)
         else:
             op.attrs[KERNEL_ATTR] = choice.kernel.name
     if missing:
         raise unsupported_error(g, target, missing, why_not)
     return g
+
+
+def _reasons(target: Target, op: Op, graph: Graph) -> list[str]:
+    """Why each candidate kernel does not run `op`, most preferred first: those that read and write the
+    op's dtypes (an int8 convolution's reasons end with the most general int8 kernel's, not with the
+    float kernel's dtypes), or every candidate when none does."""
+    found = refusals(target, op, graph)
+    ins = [graph.values[n] for n in op.inputs if n]
+    out = graph.values[op.outputs[0]]
+    same = [why for kern, why in found if kern.dtypes is None or kern.dtypes.mismatch(ins, out) is None]
+    return same or [why for _, why in found]
 
 
 def kernel_choices(graph: Graph, target: Target) -> dict[str, KernelChoice]:

@@ -120,8 +120,9 @@ class Kernel:
             mismatch = self.dtypes.mismatch(ins, graph.values[op.outputs[0]])
             if mismatch:
                 return mismatch
-        # Kernels take the fixed-point parameters `requantize` adds (the op table's `lowered` entries).
-        if any(k not in op.attrs for k in spec(op.kind).lowered):
+        # Kernels of integer ops take the fixed-point parameters `requantize` adds (the op table's
+        # `lowered` entries); float ops have none.
+        if graph.values[op.outputs[0]].dtype != "float32" and any(k not in op.attrs for k in spec(op.kind).lowered):
             return "the op has no fixed-point parameters yet (the requantize pass adds them)"
         return self.requires(target, op, graph)
 

@@ -1,10 +1,10 @@
 """Why ops have no kernel: one cause per op, grouped into one readable line.
 
-The cause of an op no kernel runs is, in order: what a lowering pass recorded when it left the op in
-its float form (graph.meta[NOT_LOWERED]); for a float op in a model with no quantisation at all,
-that the model is float; for another float op, that no pass lowers it; otherwise why the most
-general kernel of its kind refuses it. A quantize or dequantize op left without a kernel next to
-such ops is their consequence and is not listed on its own.
+The cause of an op no kernel runs is, in a quantised model: what a lowering pass recorded when it
+left the op in its float form (graph.meta[NOT_LOWERED]); for another float op, that no pass lowers
+it to int8 (float kernels run float models only). Otherwise, and in a float model, it is why the
+most general kernel for the op's dtypes refuses it. A quantize or dequantize op left without a
+kernel next to such ops is their consequence and is not listed on its own.
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from tinyc.ir import NOT_LOWERED, Graph, Op
 from .cores import Target
 from .registry import candidates
 
-FLOAT_MODEL = ("the model is float (no QuantizeLinear, DequantizeLinear or QLinear ops): tinyc compiles int8 "
-               "models; quantise it first (QDQ or QOperator, e.g. onnxruntime.quantization.quantize_static)")
 CONVERSIONS = ("quantize", "dequantize")
 MAX_CAUSES = 4
 MAX_NODES = 3
@@ -31,19 +29,21 @@ class Refusal:
     cause: str
 
 
-def _quantised(graph: Graph) -> bool:
+def quantised(graph: Graph) -> bool:
+    """The graph holds a quantised value or a quantize/dequantize op (an int8 model, maybe with float
+    inputs or outputs)."""
     return any(op.kind in CONVERSIONS for op in graph.ops) or any(
         v.quant is not None for v in graph.values.values())
 
 
 def _cause(graph: Graph, target: Target, op: Op, why_not: list[str]) -> str:
-    if not _quantised(graph):
-        return FLOAT_MODEL
-    note = graph.meta.get(NOT_LOWERED, {}).get(op.name)
-    if note:
-        return f"{op.kind}: {note}"
-    if graph.values[op.outputs[0]].dtype == "float32" and op.kind not in CONVERSIONS:
-        return f"float {op.kind} that no pass lowers to int8 (it is not between DequantizeLinear and QuantizeLinear)"
+    if quantised(graph):
+        note = graph.meta.get(NOT_LOWERED, {}).get(op.name)
+        if note:
+            return f"{op.kind}: {note}"
+        if graph.values[op.outputs[0]].dtype == "float32" and op.kind not in CONVERSIONS:
+            return (f"float {op.kind} that no pass lowers to int8 (it is not between DequantizeLinear and "
+                    f"QuantizeLinear)")
     if not why_not:
         return f"{op.kind}: no {target.name} kernel implements it"
     return f"{op.kind}: {why_not[-1]}"
@@ -66,8 +66,6 @@ def format_refusals(target: Target, found: list[Refusal]) -> str:
     causes: dict[str, list[str]] = {}
     for r in found:
         causes.setdefault(r.cause, []).append(r.node)
-    if list(causes) == [FLOAT_MODEL]:
-        return FLOAT_MODEL
     parts = []
     for cause, nodes in list(causes.items())[:MAX_CAUSES]:
         shown = ", ".join(_short(n) for n in nodes[:MAX_NODES]) + (

@@ -67,6 +67,13 @@ def float_relu(path: Path, shape=(1, 4), op: str = "Relu") -> Path:
                 [tensor("y", FLOAT, shape)])
 
 
+def float_pool_in_padding(path: Path) -> Path:
+    """A float MaxPool whose windows lie in the padding (no kernel pools nothing)."""
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], pads=[2, 2, 2, 2],
+                            strides=[2, 2])
+    return save(path, [node], [tensor("x", FLOAT, (1, 1, 4, 4))], [tensor("y", FLOAT, (1, 1, 3, 3))])
+
+
 def passthrough(path: Path, elem: int = INT8) -> Path:
     """No nodes: the graph output is the graph input."""
     x = tensor("x", elem, [1, 8])

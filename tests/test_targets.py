@@ -498,7 +498,15 @@ def test_concat_copies_each_input():
 
 
 def test_ops_without_any_kernel_return_none_so_the_codegen_can_list_them():
-    x = Value("x", (1, 8), "float32")
-    y = Value("y", (1, 8), "float32")
-    op, g = unary_graph("sigmoid", x, y, {})
+    # A float op in a quantised model is one no pass lowered to int8: the float kernels leave it.
+    q = _q(0.05, 1)
+    values = {"q": Value("q", (1, 8), "int8", "", q), "x": Value("x", (1, 8), "float32"),
+              "y": Value("y", (1, 8), "float32")}
+    op = Op("sigmoid", "u", ["x"], ["y"])
+    g = Graph("g", values, [Op("dequantize", "dq", ["q"], ["x"]), op], ["q"], ["y"])
+    verify(g)
     assert [choose(n, op, g) for n in targets.names()] == [None] * len(targets.names())
+    assert targets.kernel("tinyc_sigmoid_f32").refusal(targets.get("host"), op, g) == (
+        "a float op in a quantised model (float kernels run float models; int8 models run int8 layers)")
+    float_model = Graph("g", {"x": values["x"], "y": values["y"]}, [op], ["x"], ["y"])
+    assert all(choose(n, op, float_model).function == "tinyc_sigmoid_f32" for n in targets.names())

@@ -36,6 +36,10 @@ def build_files(name: str, sources: BuildSources, target: Target, cmsis_nn: str 
     return {path: text.encode() for path, text in files.items()}
 
 
+# The float kernels call libm (expf, tanhf, sqrtf): a program linking the library links libm too.
+LIBM_SOURCE = "runtime_c/tinyc_f32.c"
+
+
 def makefile(name: str, sources: BuildSources, target: Target, cmsis_nn: str = "") -> str:
     cpu = " ".join(target.cflags)
     if target.is_host:
@@ -54,9 +58,12 @@ else
 CROSS ?=
 CPU ?=
 endif"""
+    libm = ""
+    if LIBM_SOURCE in sources.tinyc:
+        libm = f"# A program linking lib{name}.a links libm too (-lm): the float kernels call expf, tanhf and sqrtf.\n"
     return f"""{header}
 #   make CMSIS_NN=/path/to/CMSIS-NN        use a real CMSIS-NN checkout instead of runtime_c's CMSIS-NN functions
-{toolchain}
+{libm}{toolchain}
 CC := $(if $(CROSS),$(CROSS)gcc,cc)
 AR := $(if $(CROSS),$(CROSS)ar,ar)
 OPT ?= -O2
@@ -107,6 +114,9 @@ if(NOT TINYC_HOST AND NOT CMAKE_TOOLCHAIN_FILE)
     set(CMAKE_TOOLCHAIN_FILE "${{CMAKE_CURRENT_LIST_DIR}}/{toolchain_file_name(target)}")
 endif()
 """
+    libm = ""
+    if LIBM_SOURCE in sources.tinyc:
+        libm = f"# The float kernels call expf, tanhf and sqrtf.\ntarget_link_libraries({name} PUBLIC m)\n"
     return f"""{header}
 # Real CMSIS-NN instead of runtime_c's CMSIS-NN functions: -DCMSIS_NN=/path/to/CMSIS-NN
 cmake_minimum_required(VERSION 3.13)
@@ -131,7 +141,7 @@ else()
     )
 endif()
 target_compile_options({name} PRIVATE -Wall -Wextra)
-"""
+{libm}"""
 
 
 def toolchain_file(target: Target) -> str:

@@ -6,3 +6,5 @@ instruction sets, preconditions, scratch, C emitter, runtime_c sources, source, 
 write its C in runtime_c/.
 """
 from . import conv, depthwise, fully_connected, elementwise, pooling, softmax, conversions, movement  # noqa: F401
+# The float32 kernels (float models) after the integer ones, whose order of preference stays as it is.
+from . import float32  # noqa: F401

@@ -31,12 +31,12 @@ def emit_cmsis_pool(op: Op, ctx: LayerContext) -> list[str]:
                                 f"&output_dims, {ctx.pointer(y.name)})")
 
 
-def _nhwc(target: Target, op: Op, graph: Graph) -> str | None:
+def nhwc_activations(target: Target, op: Op, graph: Graph) -> str | None:
     ins, y = values(op, graph)
     return None if nhwc(ins[0]) and nhwc(y) else "the kernels take NHWC activations (the layout pass makes them)"
 
 
-def _windows_nonempty(target: Target, op: Op, graph: Graph) -> bool:
+def windows_nonempty(target: Target, op: Op, graph: Graph) -> bool:
     """Every pooling window covers at least one input position (CMSIS-NN's pools need it)."""
     ins, y = values(op, graph)
     _, h, w, _ = ins[0].shape
@@ -52,16 +52,16 @@ def pool_work(op: Op, graph: Graph) -> int:
     return graph.values[op.outputs[0]].size * kh * kw
 
 
-_WINDOWS = when(_windows_nonempty, "a window that covers only padding")
+WINDOWS = when(windows_nonempty, "a window that covers only padding")
 _COMMON = dict(dtypes=DTypes(("int8",), "int8"), emit=emit_cmsis_pool, sources=("nn_pooling_s8.c",),
                header=CMSIS_HEADER, cost_class="pool", work=pool_work)
 
-register(Kernel("arm_max_pool_s8", "cmsis-nn", ops=("max_pool2d",), requires=all_of(_nhwc, _WINDOWS),
+register(Kernel("arm_max_pool_s8", "cmsis-nn", ops=("max_pool2d",), requires=all_of(nhwc_activations, WINDOWS),
                 reason="max pooling", **_COMMON))
 _PADDING_NOT_COUNTED = when(lambda t, op, g: not (attr(op, "count_include_pad") and any(attr(op, "pads"))),
                            "padding counted in the average (CMSIS-NN averages over the input positions only)")
 
 register(Kernel(
-    "arm_avgpool_s8", "cmsis-nn", ops=("avg_pool2d",), requires=all_of(_nhwc, _WINDOWS, _PADDING_NOT_COUNTED),
+    "arm_avgpool_s8", "cmsis-nn", ops=("avg_pool2d",), requires=all_of(nhwc_activations, WINDOWS, _PADDING_NOT_COUNTED),
     scratch=lambda t, op, g: bs.avgpool_s8(t.isa, g.values[op.inputs[0]].shape[3]), reason="average pooling",
     **_COMMON))
