@@ -167,11 +167,13 @@ def _lifetimes(graph: Graph, kernels: list[KernelMemory],
 def overlap_lag(op: Op, graph: Graph, block: int, alignment: int) -> int | None:
     """Bytes by which the output of a raster-order convolution must start below its input so that no
     group of `block` output pixels overwrites input bytes that it or a later group still reads
-    (None when the op is not a plain NHWC int8 convolution)."""
+    (None when the op is not an NHWC convolution, or depthwise convolution, with input and output of
+    one dtype)."""
     x, y = graph.values[op.inputs[0]], graph.values[op.outputs[0]]
-    if (op.kind != "conv2d" or len(x.shape) != 4 or x.layout != "NHWC" or y.layout != "NHWC"
-            or x.dtype != "int8" or y.dtype != "int8"):
+    if (op.kind not in ("conv2d", "depthwise_conv2d") or len(x.shape) != 4 or x.layout != "NHWC"
+            or y.layout != "NHWC" or x.dtype != y.dtype):
         return None
+    item = np.dtype(x.dtype).itemsize
     n, h, w, c = x.shape
     _, oh, ow, oc = y.shape
     kh, kw = graph.values[op.inputs[1]].shape[1:3]
@@ -191,10 +193,10 @@ def overlap_lag(op: Op, graph: Graph, block: int, alignment: int) -> int | None:
     reads = (rows[None, :, None] != never) & (cols[None, None, :] != never)
     row, col = np.where(rows == never, 0, rows), np.where(cols == never, 0, cols)
     first = np.where(reads, ((np.arange(n)[:, None, None] * h + row[None, :, None]) * w
-                             + col[None, None, :]) * c, never).reshape(-1)
+                             + col[None, None, :]) * c * item, never).reshape(-1)
     still_read = np.minimum.accumulate(first[::-1])[::-1]   # lowest byte read from pixel q onwards
     starts = np.arange(0, first.size, block)
-    written_end = np.minimum(starts + block, first.size) * oc
+    written_end = np.minimum(starts + block, first.size) * oc * item
     lag = int(max(0, (written_end - still_read[starts]).max()))
     return -(-lag // alignment) * alignment
 

@@ -96,6 +96,7 @@ def assert_raster_overlap_safe(graph: Graph, op: Op, out_lo: int, in_lo: int,
     `group` at a time, no group writes a byte that it or a later group still reads. Checked here by
     walking every tap of every window (dilation and padding included)."""
     x, w, y = (graph.values[n] for n in op.inputs[:2] + op.outputs[:1])
+    item = np.dtype(x.dtype).itemsize
     n, h, wd, c = x.shape
     _, oh, ow, oc = y.shape
     kh, kw = w.shape[1], w.shape[2]
@@ -106,12 +107,12 @@ def assert_raster_overlap_safe(graph: Graph, op: Op, out_lo: int, in_lo: int,
     for b in range(n):
         for oy in range(oh):
             for ox in range(ow):
-                taps = [((b * h + iy) * wd + ix) * c
+                taps = [((b * h + iy) * wd + ix) * c * item
                         for iy in (oy * sh - pt + ky * dh for ky in range(kh)) if 0 <= iy < h
                         for ix in (ox * sw - pl + kx * dw for kx in range(kw)) if 0 <= ix < wd]
                 lowest.append(min(taps) if taps else 1 << 60)
     for start in range(0, len(lowest), group):
-        written_end = out_lo + min(start + group, len(lowest)) * oc
+        written_end = out_lo + min(start + group, len(lowest)) * oc * item
         assert written_end <= in_lo + min(lowest[start:]), (
             f"{op.name}: pixels {start}.. write up to byte {written_end}, input still read from "
             f"byte {in_lo + min(lowest[start:])}")
@@ -619,17 +620,23 @@ def test_ic_convolutions_overlap_their_inputs():
 
 @settings(max_examples=60, deadline=None)
 @given(h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 5), oc=st.integers(1, 6),
-       k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2), group=st.integers(1, 4))
-def test_overlap_lag_is_safe_and_tight(h, w, c, oc, k, stride, pad, group):
+       k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2), group=st.integers(1, 4),
+       form=st.sampled_from(["int8 conv", "float conv", "float depthwise"]))
+def test_overlap_lag_is_safe_and_tight(h, w, c, oc, k, stride, pad, group, form):
     """overlap_lag against the tap-by-tap walk: the lag is safe, and one alignment step less is not."""
     from tinyc.passes.plan_memory import overlap_lag
     assume(h + 2 * pad >= k and w + 2 * pad >= k)
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    values = {"x": Value("x", (1, h, w, c), "int8", "NHWC", QuantParams.tensor(1.0, 0)),
-              "w": Value("w", (oc, k, k, c), "int8", "OHWI", QuantParams.tensor(1.0, 0),
-                         np.zeros((oc, k, k, c), np.int8)),
-              "y": Value("y", (1, oh, ow, oc), "int8", "NHWC", QuantParams.tensor(1.0, 0))}
-    op = Op("conv2d", "conv", ["x", "w"], ["y"], {"strides": [stride, stride], "pads": [pad] * 4})
+    dtype, kind = form.split()
+    quant = QuantParams.tensor(1.0, 0) if dtype == "int8" else None
+    if kind == "depthwise":
+        oc = c * (oc % 2 + 1)
+    w_shape, w_layout = ((1, k, k, oc), "IHWO") if kind == "depthwise" else ((oc, k, k, c), "OHWI")
+    values = {"x": Value("x", (1, h, w, c), dtype, "NHWC", quant),
+              "w": Value("w", w_shape, dtype, w_layout, quant, np.zeros(w_shape, dtype)),
+              "y": Value("y", (1, oh, ow, oc), dtype, "NHWC", quant)}
+    op = Op("conv2d" if kind == "conv" else "depthwise_conv2d", "conv", ["x", "w"], ["y"],
+            {"strides": [stride, stride], "pads": [pad] * 4})
     graph = Graph("g", values, [op], ["x"], ["y"])
     lag = overlap_lag(op, graph, group, 1)
     assert lag is not None and lag >= 0
