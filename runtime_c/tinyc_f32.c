@@ -46,39 +46,82 @@ static void taps_inside(int32_t start, int32_t dilation, int32_t taps, int32_t e
     *end = hi;
 }
 
-/* acc[j] += x[i] * w[j * w_stride + i] for i in [0, n), j < BLOCK, in order of i. */
-static void dot_block(const float *x, const float *w, int32_t w_stride, int32_t n, float *acc)
+/* The running total of a dot product: Kahan's compensated sum (the sum, and what its last addition
+   lost, to be taken off the next one). */
+typedef struct
+{
+    float sum;
+    float lost;
+} total_f32;
+
+static const total_f32 ZERO_TOTAL = {0.0f, 0.0f};
+
+static void add_to_total(total_f32 *total, float value)
+{
+    const float corrected = value - total->lost;
+    const float sum = total->sum + corrected;
+    total->lost = (sum - total->sum) - corrected;
+    total->sum = sum;
+}
+
+/* Products are summed plainly in runs of at most this many, each run's sum then added to the total. */
+#define RUN 8
+
+/* total[j] += x[i] * w[j * w_stride + i] for i in [0, n), j < BLOCK: runs of RUN products in order of i. */
+static void dot_block(const float *x, const float *w, int32_t w_stride, int32_t n, total_f32 *total)
 {
     const float *w0 = w;
     const float *w1 = w + w_stride;
     const float *w2 = w + 2 * w_stride;
     const float *w3 = w + 3 * w_stride;
-    float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t i;
-    for (i = 0; i < n; ++i)
+    /* Local copies: the totals stay in registers (they could alias x or w, as far as C knows). */
+    total_f32 t0 = total[0], t1 = total[1], t2 = total[2], t3 = total[3];
+    int32_t start, i;
+    for (start = 0; start < n; start += RUN)
     {
-        const float v = x[i];
-        a0 += v * w0[i];
-        a1 += v * w1[i];
-        a2 += v * w2[i];
-        a3 += v * w3[i];
+        const int32_t end = n - start < RUN ? n : start + RUN;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (i = start; i < end; ++i)
+        {
+            const float v = x[i];
+            a0 += v * w0[i];
+            a1 += v * w1[i];
+            a2 += v * w2[i];
+            a3 += v * w3[i];
+        }
+        add_to_total(&t0, a0);
+        add_to_total(&t1, a1);
+        add_to_total(&t2, a2);
+        add_to_total(&t3, a3);
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    total[0] = t0;
+    total[1] = t1;
+    total[2] = t2;
+    total[3] = t3;
 }
 
-/* *acc += x[i] * w[i] for i in [0, n), in order. */
-static void dot_one(const float *x, const float *w, int32_t n, float *acc)
+/* *total += x[i * x_stride] * w[i * w_stride] for i in [0, n): runs of RUN products in order of i. */
+static void dot_one(const float *x, int32_t x_stride, const float *w, int32_t w_stride, int32_t n, total_f32 *total)
 {
-    float a = *acc;
-    int32_t i;
-    for (i = 0; i < n; ++i)
+    total_f32 t = *total;
+    int32_t start, i;
+    for (start = 0; start < n; start += RUN)
     {
-        a += x[i] * w[i];
+        const int32_t end = n - start < RUN ? n : start + RUN;
+        float a = 0.0f;
+        for (i = start; i < end; ++i)
+        {
+            a += x[i * x_stride] * w[i * w_stride];
+        }
+        add_to_total(&t, a);
     }
-    *acc = a;
+    *total = t;
+}
+
+/* The total plus an optional bias, then the clamp of the fused activation. */
+static float biased_activation(total_f32 total, const float *bias, int32_t channel, float act_min, float act_max)
+{
+    return clamp_f32(bias != NULL ? total.sum + bias[channel] : total.sum, act_min, act_max);
 }
 
 /* ---- convolutions ----------------------------------------------------------------------------- */
@@ -107,7 +150,11 @@ static void conv_pixel(const tinyc_conv_f32_params *p,
         for (oc = g * group_out; oc < (g + 1) * group_out; oc += BLOCK)
         {
             const int32_t block = (g + 1) * group_out - oc < BLOCK ? (g + 1) * group_out - oc : BLOCK;
-            float acc[BLOCK] = {0.0f, 0.0f, 0.0f, 0.0f};
+            total_f32 acc[BLOCK];
+            for (j = 0; j < BLOCK; ++j)
+            {
+                acc[j] = ZERO_TOTAL;
+            }
             for (ky = ky0; ky < ky1; ++ky)
             {
                 const float *x_row = image + (iy0 + ky * p->dilation_h) * p->input_w * p->input_c + g * group_in;
@@ -125,15 +172,14 @@ static void conv_pixel(const tinyc_conv_f32_params *p,
                     {
                         for (j = 0; j < block; ++j)
                         {
-                            dot_one(x, w + j * filter_size, n, &acc[j]);
+                            dot_one(x, 1, w + j * filter_size, 1, n, &acc[j]);
                         }
                     }
                 }
             }
             for (j = 0; j < block; ++j)
             {
-                const float sum = bias != NULL ? acc[j] + bias[oc + j] : acc[j];
-                out[oc + j] = clamp_f32(sum, p->act_min, p->act_max);
+                out[oc + j] = biased_activation(acc[j], bias, oc + j, p->act_min, p->act_max);
             }
         }
     }
@@ -296,7 +342,11 @@ void tinyc_fully_connected_f32(const float *input,
         for (u = 0; u < units; u += BLOCK)
         {
             const int32_t block = units - u < BLOCK ? units - u : BLOCK;
-            float acc[BLOCK] = {0.0f, 0.0f, 0.0f, 0.0f};
+            total_f32 acc[BLOCK];
+            for (j = 0; j < BLOCK; ++j)
+            {
+                acc[j] = ZERO_TOTAL;
+            }
             if (block == BLOCK)
             {
                 dot_block(x, weights + u * depth, depth, depth, acc);
@@ -305,13 +355,12 @@ void tinyc_fully_connected_f32(const float *input,
             {
                 for (j = 0; j < block; ++j)
                 {
-                    dot_one(x, weights + (u + j) * depth, depth, &acc[j]);
+                    dot_one(x, 1, weights + (u + j) * depth, 1, depth, &acc[j]);
                 }
             }
             for (j = 0; j < block; ++j)
             {
-                const float sum = bias != NULL ? acc[j] + bias[u + j] : acc[j];
-                output[b * units + u + j] = clamp_f32(sum, act_min, act_max);
+                output[b * units + u + j] = biased_activation(acc[j], bias, u + j, act_min, act_max);
             }
         }
     }
@@ -322,7 +371,7 @@ void tinyc_matmul_f32(const float *a, const int32_t *a_shape, const float *b, co
     const int32_t m = a_shape[2], k = a_shape[3], n = b_shape[3];
     const int32_t outer0 = a_shape[0] > b_shape[0] ? a_shape[0] : b_shape[0];
     const int32_t outer1 = a_shape[1] > b_shape[1] ? a_shape[1] : b_shape[1];
-    int32_t i0, i1, row, col, d;
+    int32_t i0, i1, row, col;
     for (i0 = 0; i0 < outer0; ++i0)
     {
         for (i1 = 0; i1 < outer1; ++i1)
@@ -336,12 +385,9 @@ void tinyc_matmul_f32(const float *a, const int32_t *a_shape, const float *b, co
             {
                 for (col = 0; col < n; ++col)
                 {
-                    float acc = 0.0f;
-                    for (d = 0; d < k; ++d)
-                    {
-                        acc += a_mat[row * k + d] * b_mat[d * n + col];
-                    }
-                    *output++ = acc;
+                    total_f32 acc = ZERO_TOTAL;
+                    dot_one(a_mat + row * k, 1, b_mat + col, n, k, &acc);
+                    *output++ = acc.sum;
                 }
             }
         }
@@ -354,18 +400,15 @@ void tinyc_gemm_f32(const tinyc_gemm_f32_params *params, const float *a, const f
     /* Element strides of a' [m, k] and b' [k, n] in the stored matrices. */
     const int32_t a_row = p->trans_a ? 1 : p->k, a_depth = p->trans_a ? p->m : 1;
     const int32_t b_depth = p->trans_b ? 1 : p->n, b_col = p->trans_b ? p->k : 1;
-    int32_t i, j, d;
+    int32_t i, j;
     for (i = 0; i < p->m; ++i)
     {
         for (j = 0; j < p->n; ++j)
         {
-            float acc = 0.0f;
+            total_f32 acc = ZERO_TOTAL;
             float y;
-            for (d = 0; d < p->k; ++d)
-            {
-                acc += a[i * a_row + d * a_depth] * b[d * b_depth + j * b_col];
-            }
-            y = p->alpha * acc;
+            dot_one(a + i * a_row, a_depth, b + j * b_col, b_depth, p->k, &acc);
+            y = p->alpha * acc.sum;
             if (c != NULL)
             {
                 y += p->beta * c[i * p->c_row_stride + j * p->c_col_stride];

@@ -197,12 +197,18 @@ void tinyc_add_s8(const int8_t *input_1,
  * Every fused activation is a clamp to [act_min, act_max] (none: -INFINITY, INFINITY; relu: 0,
  * INFINITY; relu6: 0, 6), which keeps NaN.
  *
- * Summation order (the same on every core; compiled as C99, GCC does not contract a * b + c):
- * a dot product starts from 0.0f and adds the products one at a time in the order of the filter's
- * memory (convolution: kernel row, kernel column, input channel; depthwise: kernel row, kernel column;
- * fully connected and matmul: along the depth), skipping the taps that fall in padding; the bias is
- * added to the finished sum, then the activation applied. Average pooling sums its window the same way
- * (row, column) and divides by the count; softmax sums its exponentials along the axis in order.
+ * Summation order, the same on every core (built as C99, GCC does not contract a * b + c; do not
+ * build with -ffast-math, which would undo the compensation below): a dot product takes its products
+ * in the order of the filter's memory (convolution: kernel row, kernel column, input channel; fully
+ * connected, matmul and Gemm: along the depth), skipping the taps that fall in padding, in runs of at
+ * most 8 consecutive products of one stretch of contiguous memory (a kernel row of the window in an
+ * ungrouped convolution without dilation, else one tap's channels; a row of weights). Each run is
+ * summed from 0.0f and its sum added to the dot product's total with Kahan's compensated summation, so
+ * long products of inputs with a common offset (AD's 640 log-mel values) keep float32 accuracy. A
+ * depthwise convolution (one product per tap) adds its taps from 0.0f in order (kernel row, column).
+ * The bias is added to the finished total, then the activation applied. Average pooling sums its window
+ * in order (row, column) and divides by the count; softmax sums its exponentials along the axis in
+ * order.
  */
 
 /* A convolution's geometry (NHWC input and output). groups: 1, or the number of groups a grouped

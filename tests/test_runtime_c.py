@@ -1130,20 +1130,26 @@ def test_every_file_compiles_strictly_for_arm(tmp_path, target):
         assert ("smlad" in disassembly) == (t.dsp and build == "default"), build
 
 
+def rerun_under_sanitizers(test_file: str, selection: str, examples: int = 4) -> None:
+    """Run the tests of `test_file` that `selection` (pytest -k) picks in a subprocess whose ctypes
+    libraries carry AddressSanitizer and UBSan (TINYC_RUNTIME_SANITIZE=1), with `examples` hypothesis
+    examples each; fails on any report."""
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(libasan):
+        pytest.skip("gcc has no AddressSanitizer runtime")
+    env = dict(os.environ, TINYC_RUNTIME_SANITIZE="1", TINYC_RUNTIME_EXAMPLES=str(examples), LD_PRELOAD=libasan,
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist",
+                             test_file, "-k", selection], env=env, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "passed" in result.stdout
+
+
 def test_clean_under_sanitizers():
     """The kernel tests again, with AddressSanitizer and UBSan in the library (fewer examples)."""
     if SANITIZE:
         pytest.skip("already running under the sanitizers")
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    if not os.path.isabs(libasan):
-        pytest.skip("gcc has no AddressSanitizer runtime")
-    env = dict(os.environ, TINYC_RUNTIME_SANITIZE="1", TINYC_RUNTIME_EXAMPLES="4", LD_PRELOAD=libasan,
-               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist",
-                             __file__, "-k", "not sanitizers and not compiles and not emulated"],
-                            env=env, capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "passed" in result.stdout
+    rerun_under_sanitizers(__file__, "not sanitizers and not compiles and not emulated")
 
 
 # ---- on emulated cores ----------------------------------------------------------------------------
