@@ -138,6 +138,21 @@ def test_a_float_model_compiles_to_float_kernels(tmp_path):
     assert "int model_invoke(const float *x, float *y, uint8_t *arena)" in source
 
 
+def test_an_input_the_model_does_not_read_compiles_cleanly(tmp_path):
+    """A declared input nothing reads (Dropout's ratio in inference) is a parameter C must not warn about."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    r = helper.make_tensor_value_info("r", TensorProto.FLOAT, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Dropout", ["x", "r"], ["d"], name="drop"), helper.make_node("Relu", ["d"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, r], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "in.npz", x=np.array([[-1, 2, -3, 4]], np.float32), r=np.array(0.5, np.float32))
+    proc = tinyc("run", tmp_path / "m.onnx", "--target", "host", "--input", tmp_path / "in.npz", "--output",
+                 tmp_path / "y.npy")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), [[0, 2, 0, 4]])
+
+
 def test_bad_name_is_rejected(tmp_path):
     proc = tinyc("compile", KWS, "-o", tmp_path / "out", "--name", "9lives")
     assert proc.returncode == 2 and "C identifier" in proc.stderr

@@ -403,6 +403,15 @@ def test_gemm_matmul_batchnorm_and_activations():
     assert_matches_ort(model, {"x": f32(1, 6)}, graph)
 
 
+def test_matmul_of_two_vectors_is_a_scalar():
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="dot")], [("a", F, [5]), ("b", F, [5])],
+                       [("y", F, None)], {}, opset=13)
+    graph = import_model(model)
+    assert kinds(graph) == ["reshape", "reshape", "matmul", "reshape"] and graph.values["y"].shape == ()
+    assert_matches_ort(model, {"a": rng.standard_normal(5).astype(np.float32),
+                               "b": rng.standard_normal(5).astype(np.float32)}, graph)
+
+
 def test_pad_and_transpose_and_concat():
     nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
              helper.make_node("Transpose", ["p"], ["t"], perm=[0, 2, 3, 1], name="transpose"),

@@ -324,6 +324,10 @@ class _Writer:
         if self.opt.arena == "static":
             lines.append(f"    uint8_t *arena = {name}_arena;")
         lines.append("    (void)arena;")
+        read = {n for op in self.g.ops for n in op.inputs} | set(self.g.outputs)
+        for n in self.g.inputs:
+            if n not in read:  # the model declares it but computes nothing from it
+                lines.append(f"    (void){self.in_params[n]};")
         lines.extend(body)
         lines.append(f"    return {up}_OK;")
         lines.append("}")

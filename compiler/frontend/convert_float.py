@@ -49,9 +49,10 @@ def gemm(ctx: ImportContext, node: NodeInfo) -> None:
     ctx.emit("gemm", ctx.claim_op(node.name), inputs, attrs, out=node.outputs[0])
 
 
-def matmul_operands(ctx: ImportContext, node: NodeInfo, a: Value, b: Value) -> tuple[Value, Value, list[int]]:
+def matmul_operands(ctx: ImportContext, node: NodeInfo, a: Value, b: Value
+                    ) -> tuple[Value, Value, list[int] | None]:
     """1-D matmul operands made 2-D (a: [K] -> [1,K], b: [K] -> [K,1]); returns the final shape the
-    result must be reshaped to (empty list when nothing was lifted)."""
+    result must be reshaped to (None when nothing was lifted; [] for the scalar of two 1-D operands)."""
     if not a.shape or not b.shape:
         raise TinycError(f"{node.label}: matmul operands must have rank >= 1")
     a_1d, b_1d = len(a.shape) == 1, len(b.shape) == 1
@@ -60,7 +61,7 @@ def matmul_operands(ctx: ImportContext, node: NodeInfo, a: Value, b: Value) -> t
     if b_1d:
         b = insert_unit_axis(ctx, f"{node.name}_b_to_2d", b, 1)
     if not (a_1d or b_1d):
-        return a, b, []
+        return a, b, None
     full = list(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + [a.shape[-2], b.shape[-1]]
     if b_1d:
         full.pop(-1)
@@ -73,7 +74,7 @@ def matmul_operands(ctx: ImportContext, node: NodeInfo, a: Value, b: Value) -> t
 def matmul(ctx: ImportContext, node: NodeInfo) -> None:
     a, b, final = matmul_operands(ctx, node, ctx.float_input(node, 0), ctx.float_input(node, 1))
     y = ctx.emit("matmul", ctx.claim_op(node.name), [a, b], base=f"{node.name}_out")
-    if final:
+    if final is not None:
         y = reshape(ctx, f"{node.name}_to_1d", y, final)
     ctx.finish(y, node.outputs[0])
 

@@ -194,7 +194,7 @@ def matmul_integer(ctx: ImportContext, node: NodeInfo) -> None:
     b = _raw_integer_input(ctx, node, 1, 3)
     a, b, final = matmul_operands(ctx, node, a, b)
     y = ctx.emit("matmul", ctx.claim_op(node.name), [a, b], base=f"{node.name}_out", dtype="int32")
-    if final:
+    if final is not None:
         y = reshape(ctx, f"{node.name}_to_1d", y, final)
     ctx.finish(y, node.outputs[0])
 
@@ -228,7 +228,7 @@ def qlinear_matmul(ctx: ImportContext, node: NodeInfo) -> None:
             raise UnsupportedError(f"{node.label}: per-column quantisation of a run-time operand is not supported")
         a, b, final = matmul_operands(ctx, node, a, b)
         y = ctx.emit("matmul", ctx.claim_op(node.name), [a, b], base=f"{node.name}_out", dtype="int8", quant=quant)
-        if final:
+        if final is not None:
             y = reshape(ctx, f"{node.name}_to_1d", y, final)
     _finish(ctx, node, y, quant, was_uint8)
 
