@@ -30,6 +30,7 @@ from tinyc.errors import TinycError
 from tinyc.interp import float_kernels, movement
 from tinyc.ir import Graph, Op, Value
 from tinyc.verify import verify
+from tinyc.verify_host import FLOAT32_TOLERANCE, format_table, verify_model
 
 from test_runtime_c import rerun_under_sanitizers
 
@@ -40,7 +41,7 @@ DATA = SHARED / "data"
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wdouble-promotion"]
 SANITIZE = os.environ.get("TINYC_RUNTIME_SANITIZE") == "1"
 EXAMPLES = int(os.environ.get("TINYC_RUNTIME_EXAMPLES", "40"))
-TOLERANCE = 1e-5  # of the largest output magnitude
+TOLERANCE = FLOAT32_TOLERANCE  # 1e-5 of the largest output magnitude
 
 # ---- the float models -----------------------------------------------------------------------------
 
@@ -160,6 +161,17 @@ def test_emulated_core_matches_onnxruntime(key, target, tmp_path):
         host, _ = build_and_run(lowered(key), batch, CodegenOptions(name=key, target="host"), tmp_path / "host")
         for ours, theirs in zip(got, host):
             np.testing.assert_array_equal(ours, theirs[lowered(key).outputs[0]])
+
+
+@needs_models
+def test_verify_reports_relative_errors_for_a_float_model():
+    graph = load_graph(SHARED / MODELS["mnist"])
+    result = verify_model(str(SHARED / MODELS["mnist"]), graph, CodegenOptions(name="m", target="host"), count=3)
+    assert result["float32"] and result["agrees"] and not result["bit_exact"]
+    row = result["rows"][0]
+    assert 0 < row["max_relative_error_vs_reference"] <= FLOAT32_TOLERANCE
+    assert 0 < row["max_relative_error_vs_onnxruntime"] <= FLOAT32_TOLERANCE
+    assert format_table(result).endswith("float32: within 1e-05 of the reference (relative to the largest output): yes")
 
 
 @pytest.mark.parametrize("target", ["host", "cortex-m4", "cortex-m7"])
