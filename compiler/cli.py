@@ -143,6 +143,37 @@ def _write_text_atomically(path: Path, text: str) -> None:
         raise TinycError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def precision_options(fn):
+    """--precision and the calibration options, passed to the command as one `precision`
+    (tinyc.ptq.Precision)."""
+    @wraps(fn)
+    def wrapper(*args, precision_name, calibration, calibration_method, bias_correction, equalization, **kwargs):
+        from .ptq import Precision
+        if calibration == "random":
+            click.echo("warning: --calibration random quantises with ranges from random inputs, which say "
+                       "nothing about real data: expect poor int8 accuracy; give real samples", err=True)
+        return fn(*args, precision=Precision(precision_name, calibration, calibration_method, bias_correction,
+                                             equalization, show_progress=True), **kwargs)
+    options = [
+        click.option("--precision", "precision_name", type=click.Choice(["int8", "float32"]), default="int8",
+                     show_default=True, help="int8: integer kernels (a float model needs --calibration); float32: "
+                     "float kernels, for a float model."),
+        click.option("--calibration", default=None, metavar="DATA",
+                     help="Quantise a float model from these samples: an .npz keyed by input name (leading batch "
+                     "axis), a folder of .npy/.npz samples, or 'random' (poor accuracy)."),
+        click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "auto"]),
+                     default="minmax", show_default=True, help="How activation ranges are chosen (auto: per "
+                     "tensor, the one with the best SQNR on the calibration data)."),
+        click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+                     help="Correct biases for the mean error of the weights' rounding."),
+        click.option("--equalization/--no-equalization", default=True, show_default=True,
+                     help="Cross-layer equalisation of consecutive convolutions before calibration."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def compile_options(fn):
     """Options shared by compile, run and verify."""
     options = [
@@ -159,7 +190,7 @@ def compile_options(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return precision_options(fn)
 
 
 def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | None, profile=False,
@@ -182,7 +213,7 @@ def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | N
 @compile_options
 @_user_errors
 def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input_layout, max_arena,
-                input_shapes):
+                input_shapes, precision):
     """Compile MODEL to C: OUT/<name>.h, <name>.c, <name>_weights.c, runtime_c/, Makefile, report."""
     import time
     from .driver import compile_graph, load_graph, parse_input_shapes
@@ -192,7 +223,7 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
     check_output_dir(out, force, protect=[model])  # before the work: the same check guards the write
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena, cmsis_nn=cmsis_nn),
-                              input_layout)
+                              input_layout, precision)
     write_output_dir(generated.files, out, force=force, protect=[model])
     r = generated.report
     click.echo(f"{name}: arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound']:,} B), "
@@ -212,7 +243,7 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
 @compile_options
 @_user_errors
 def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis_nn, input_layout,
-        max_arena, input_shapes):
+        max_arena, input_shapes, precision):
     """Run MODEL on inputs and write its outputs."""
     from . import driver, tensor_io
     if profile and target in ("ref", "host"):
@@ -220,7 +251,7 @@ def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis
                          f"none (use --target cortex-m4 or another Cortex-M core)")
     graph = driver.load_graph(model, driver.parse_input_shapes(input_shapes) or None)
     options = None if target == "ref" else _codegen_options(target, name, arena_mode, max_arena, profile=profile)
-    outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn)
+    outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn, precision)
     if cost:
         click.echo(cost)
     tensor_io.write_outputs(output_path, outputs)
@@ -233,18 +264,25 @@ def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis
 @click.option("--count", default=20, show_default=True, help="Random inputs to check.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--sanitize", is_flag=True, help="Build with -fsanitize=address,undefined.")
+@click.option("--float-reference", is_flag=True, help="For a float model quantised with --calibration: how far "
+              "each layer of the int8 model is from the float one (SQNR, cosine), worst layer named.")
 @compile_options
 @_user_errors
-def verify(model, inputs_path, count, seed, sanitize, name, arena_mode, cmsis_nn, input_layout,
-           max_arena, input_shapes):
+def verify(model, inputs_path, count, seed, sanitize, float_reference, name, arena_mode, cmsis_nn, input_layout,
+           max_arena, input_shapes, precision):
     """Build MODEL's C for this machine and prove it equals the reference interpreter bit for bit."""
     from .driver import load_graph, parse_input_shapes
-    from .verify_host import format_table, verify_model
+    from .verify_host import format_accuracy, format_table, verify_model
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     result = verify_model(model, graph, _codegen_options("host", name, arena_mode, max_arena),
                           count=count, seed=seed, inputs_path=inputs_path, input_layout=input_layout,
-                          cmsis_nn=cmsis_nn, sanitize=sanitize)
+                          cmsis_nn=cmsis_nn, sanitize=sanitize, precision=precision)
     click.echo(format_table(result))
+    if float_reference:
+        if result.get("accuracy") is None:
+            raise TinycError("--float-reference compares a float model with its int8 quantisation: give a float "
+                             "model and --calibration DATA")
+        click.echo(format_accuracy(result["accuracy"]))
     if not result["bit_exact"]:
         click.echo("error: the compiled C differs from the reference interpreter", err=True)
         sys.exit(1)

@@ -12,6 +12,7 @@ from .driver import build_and_run, input_specs, lower_for_codegen
 from .errors import TinycError
 from .interpreter import run as run_reference
 from .ir import Graph
+from .ptq import Precision
 
 
 def random_samples(graph: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -34,12 +35,19 @@ def random_samples(graph: Graph, count: int, seed: int) -> list[dict[str, np.nda
 
 
 def _float_range(graph: Graph, name: str) -> tuple[float, float]:
-    for op in graph.ops:
-        if op.kind == "quantize" and op.inputs[0] == name:
-            q = graph.values[op.outputs[0]].quant
-            info = np.iinfo(graph.values[op.outputs[0]].dtype)
-            s, z = q.scale[0], q.zero_point[0]
-            return s * (info.min - z), s * (info.max - z)
+    """The real range the quantize reading `name` (through reshapes and transposes) can represent;
+    -3..3 when no quantize reads it."""
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for op in [op for op in graph.ops if current in op.inputs]:
+            if op.kind == "quantize":
+                q = graph.values[op.outputs[0]].quant
+                info = np.iinfo(graph.values[op.outputs[0]].dtype)
+                s, z = q.scale[0], q.zero_point[0]
+                return s * (info.min - z), s * (info.max - z)
+            if op.kind in ("reshape", "transpose"):
+                frontier.append(op.outputs[0])
     return -3.0, 3.0
 
 
@@ -91,8 +99,8 @@ def _output_scale(graph: Graph, name: str) -> float | None:
 
 def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, seed: int = 0,
                  inputs_path: str | None = None, input_layout: str = "model", cmsis_nn: str | None = None,
-                 sanitize: bool = False) -> dict:
-    lowered = lower_for_codegen(graph, input_layout)
+                 sanitize: bool = False, precision: Precision | None = None) -> dict:
+    lowered = lower_for_codegen(graph, input_layout, precision)
     samples = random_samples(lowered, count, seed)
     if inputs_path:
         specs = input_specs(lowered)
@@ -115,7 +123,25 @@ def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, see
         exact_all &= exact == len(samples)
         rows.append({"output": name, "samples": len(samples), "bit_exact": exact,
                      "max_lsb_vs_reference": max_ref, "max_lsb_vs_onnxruntime": max_ort})
-    return {"rows": rows, "bit_exact": exact_all, "samples": len(samples), "onnxruntime_note": ort_note}
+    return {"rows": rows, "bit_exact": exact_all, "samples": len(samples), "onnxruntime_note": ort_note,
+            "accuracy": lowered.meta.get("accuracy")}
+
+
+def format_accuracy(accuracy: dict) -> str:
+    """The int8 model against the float one it was quantised from, per layer (ptq.accuracy)."""
+    lines = [f"int8 vs float over {accuracy['samples']} calibration samples:",
+             "| layer | SQNR dB | cosine | range |", "|---|---:|---:|---|"]
+    for row in accuracy["layers"]:
+        lines.append(f"| {row['node']} | {_decibels(row['sqnr_db'])} | {row['cosine']:.5f} | {row['method']} |")
+    for row in accuracy["outputs"]:
+        lines.append(f"| output {row['output']} | {_decibels(row['sqnr_db'])} | | |")
+    if accuracy["worst_layer"]:
+        lines.append(f"worst layer: {accuracy['worst_layer']}")
+    return "\n".join(lines)
+
+
+def _decibels(value: float | None) -> str:
+    return "exact" if value is None or value == float("inf") else f"{value:.1f}"
 
 
 def format_table(result: dict) -> str:
