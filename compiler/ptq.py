@@ -60,10 +60,12 @@ class Prepared:
 
 
 def is_float_model(graph: Graph) -> bool:
-    """No quantisation anywhere: every op computes in float (or only moves float values)."""
+    """Ops compute in float and nothing is quantised (a model with no op, or only integer ops, is not)."""
     if any(op.kind in ("quantize", "dequantize", "rescale", "lut") for op in graph.ops):
         return False
-    return not any(v.quant is not None for v in graph.values.values())
+    if any(v.quant is not None for v in graph.values.values()):
+        return False
+    return any(graph.values[op.outputs[0]].dtype == "float32" for op in graph.ops)
 
 
 def prepare(graph: Graph, options: Precision) -> Prepared:
