@@ -78,18 +78,51 @@ def main() -> None:
     """tinyc: compile ONNX models to small, fast C for Arm Cortex-M."""
 
 
+def precision_options(fn):
+    """--precision and the calibration options, passed to the command as one `precision`
+    (tinyc.ptq.Precision)."""
+    @wraps(fn)
+    def wrapper(*args, precision_name, calibration, calibration_method, bias_correction, equalization, **kwargs):
+        from .ptq import Precision
+        if calibration == "random":
+            click.echo("warning: --calibration random quantises with ranges from random inputs, which say "
+                       "nothing about real data: expect poor int8 accuracy; give real samples", err=True)
+        return fn(*args, precision=Precision(precision_name, calibration, calibration_method, bias_correction,
+                                             equalization, show_progress=True), **kwargs)
+    options = [
+        click.option("--precision", "precision_name", type=click.Choice(["int8", "float32"]), default="int8",
+                     show_default=True, help="int8: integer kernels (a float model needs --calibration); float32: "
+                     "float kernels, for a float model."),
+        click.option("--calibration", default=None, metavar="DATA",
+                     help="Quantise a float model from these samples: an .npz keyed by input name (leading batch "
+                     "axis), a folder of .npy/.npz samples, or 'random' (poor accuracy)."),
+        click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "auto"]),
+                     default="minmax", show_default=True, help="How activation ranges are chosen (auto: per "
+                     "tensor, the one with the best SQNR on the calibration data)."),
+        click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+                     help="Correct biases for the mean error of the weights' rounding."),
+        click.option("--equalization/--no-equalization", default=True, show_default=True,
+                     help="Cross-layer equalisation of consecutive convolutions before calibration."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (every refused op included).")
 @click.option("--target", default="cortex-m4", show_default=True, help="Core to check compilation for.")
 @input_shape_option
+@precision_options
 @_user_errors
-def inspect(model: str, as_json: bool, target: str, input_shapes: tuple[str, ...]) -> None:
+def inspect(model: str, as_json: bool, target: str, input_shapes: tuple[str, ...], precision) -> None:
     """Summarise MODEL: inputs/outputs with quantisation, ops, MACs, parameters, unsupported ops, and
     whether it compiles for --target (and why not)."""
     from .driver import parse_input_shapes
     from .inspect_model import format_summary, summarize
-    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None, target=target)
+    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None, target=target,
+                        precision=precision)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -141,37 +174,6 @@ def _write_text_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise TinycError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def precision_options(fn):
-    """--precision and the calibration options, passed to the command as one `precision`
-    (tinyc.ptq.Precision)."""
-    @wraps(fn)
-    def wrapper(*args, precision_name, calibration, calibration_method, bias_correction, equalization, **kwargs):
-        from .ptq import Precision
-        if calibration == "random":
-            click.echo("warning: --calibration random quantises with ranges from random inputs, which say "
-                       "nothing about real data: expect poor int8 accuracy; give real samples", err=True)
-        return fn(*args, precision=Precision(precision_name, calibration, calibration_method, bias_correction,
-                                             equalization, show_progress=True), **kwargs)
-    options = [
-        click.option("--precision", "precision_name", type=click.Choice(["int8", "float32"]), default="int8",
-                     show_default=True, help="int8: integer kernels (a float model needs --calibration); float32: "
-                     "float kernels, for a float model."),
-        click.option("--calibration", default=None, metavar="DATA",
-                     help="Quantise a float model from these samples: an .npz keyed by input name (leading batch "
-                     "axis), a folder of .npy/.npz samples, or 'random' (poor accuracy)."),
-        click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "auto"]),
-                     default="minmax", show_default=True, help="How activation ranges are chosen (auto: per "
-                     "tensor, the one with the best SQNR on the calibration data)."),
-        click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
-                     help="Correct biases for the mean error of the weights' rounding."),
-        click.option("--equalization/--no-equalization", default=True, show_default=True,
-                     help="Cross-layer equalisation of consecutive convolutions before calibration."),
-    ]
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
 
 
 def compile_options(fn):
@@ -304,8 +306,9 @@ def verify(model, inputs_path, count, seed, sanitize, float_reference, name, are
               help="tflm_outputs.json to check outputs against (default: next to the models dir).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write bench.json and bench.md here.")
+@precision_options
 @_user_errors
-def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_outputs, out_dir):
+def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_outputs, out_dir, precision):
     """Measure MODELS (kws, vww, ic, ad, sww or ONNX files; default: all five MLPerf Tiny models) on
     emulated cores and compare with TFLM + CMSIS-NN on Cortex-M4. Exit 1 unless every run is
     bit-exact."""
@@ -315,7 +318,7 @@ def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_ou
     targets = [t.strip() for t in targets_csv.split(",") if t.strip()]
     result = tool.run_bench(resolved, targets, cmsis_nn=cmsis_nn, form=form, input_layout=input_layout,
                             tflm_outputs_path=tflm_outputs or tool.default_tflm_outputs(directory),
-                            progress=tool.progress_to_stderr)
+                            progress=tool.progress_to_stderr, precision=precision)
     click.echo(tool.format_markdown(result), nl=False)
     if out_dir:
         json_path, md_path = tool.write_reports(result, out_dir)

@@ -28,15 +28,15 @@ def random_samples(graph: Graph, count: int, seed: int) -> list[dict[str, np.nda
                 info = np.iinfo(v.dtype)
                 sample[name] = rng.integers(info.min, info.max + 1, size=v.shape).astype(v.dtype)
             else:
-                lo, hi = _float_range(graph, name)
+                lo, hi = input_range(graph, name)
                 sample[name] = rng.uniform(lo, hi, size=v.shape).astype(np.float32)
         samples.append(sample)
     return samples
 
 
-def _float_range(graph: Graph, name: str) -> tuple[float, float]:
-    """The real range the quantize reading `name` (through reshapes and transposes) can represent;
-    -3..3 when no quantize reads it."""
+def input_range(graph: Graph, name: str) -> tuple[float, float]:
+    """The real range the quantize reading float input `name` (through reshapes and transposes) can
+    represent; -3..3 when no quantize reads it."""
     frontier = [name]
     while frontier:
         current = frontier.pop()
