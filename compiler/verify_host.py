@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tensor_io
+from .codegen.report import accuracy_markdown
 from .driver import build_and_run, input_specs, lower_for_codegen
 from .errors import TinycError
 from .interpreter import run as run_reference
@@ -128,20 +129,9 @@ def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, see
 
 
 def format_accuracy(accuracy: dict) -> str:
-    """The int8 model against the float one it was quantised from, per layer (ptq.accuracy)."""
-    lines = [f"int8 vs float over {accuracy['samples']} calibration samples:",
-             "| layer | SQNR dB | cosine | range |", "|---|---:|---:|---|"]
-    for row in accuracy["layers"]:
-        lines.append(f"| {row['node']} | {_decibels(row['sqnr_db'])} | {row['cosine']:.5f} | {row['method']} |")
-    for row in accuracy["outputs"]:
-        lines.append(f"| output {row['output']} | {_decibels(row['sqnr_db'])} | | |")
-    if accuracy["worst_layer"]:
-        lines.append(f"worst layer: {accuracy['worst_layer']}")
-    return "\n".join(lines)
-
-
-def _decibels(value: float | None) -> str:
-    return "exact" if value is None or value == float("inf") else f"{value:.1f}"
+    """The int8 model against the float one it was quantised from, per layer (ptq.accuracy): the
+    table report.md has."""
+    return "\n".join(accuracy_markdown(accuracy, {}))
 
 
 def format_table(result: dict) -> str:

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from tinyc.ir import Graph, Op, QuantParams, Value
+from tinyc.ir import Graph, Op, QuantParams, Value, unique_name
 from tinyc.ops import attr
 from tinyc.passes import register
 from tinyc.quant_math import INT32_MAX, INT32_MIN, SOFTMAX_OUTPUT, int8_params
@@ -90,9 +90,7 @@ class _Rewrite:
         self.op_names = {op.name for op in graph.ops}
 
     def op_name(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.op_names:
-            name, i = f"{base}_{i}", i + 1
+        name = unique_name(base, self.op_names)
         self.op_names.add(name)
         return name
 

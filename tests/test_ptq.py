@@ -310,7 +310,7 @@ def test_verify_float_reference_names_the_worst_layer_and_the_report_has_it(tmp_
     proc = subprocess.run([*cli, "verify", model, "--calibration", data, "--float-reference", "--count", "3"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "bit-exact: yes" in proc.stdout and "worst layer:" in proc.stdout and "| conv1 |" in proc.stdout
+    assert "bit-exact: yes" in proc.stdout and "Worst layer: `" in proc.stdout and "| `conv1` |" in proc.stdout
     proc = subprocess.run([*cli, "compile", model, "--calibration", data, "-o", "out"], capture_output=True,
                           text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
