@@ -78,18 +78,51 @@ def main() -> None:
     """tinyc: compile ONNX models to small, fast C for Arm Cortex-M."""
 
 
+def precision_options(fn):
+    """--precision and the calibration options, passed to the command as one `precision`
+    (tinyc.ptq.Precision)."""
+    @wraps(fn)
+    def wrapper(*args, precision_name, calibration, calibration_method, bias_correction, equalization, **kwargs):
+        from .ptq import Precision
+        if calibration == "random":
+            click.echo("warning: --calibration random quantises with ranges from random inputs, which say "
+                       "nothing about real data: expect poor int8 accuracy; give real samples", err=True)
+        return fn(*args, precision=Precision(precision_name, calibration, calibration_method, bias_correction,
+                                             equalization, show_progress=True), **kwargs)
+    options = [
+        click.option("--precision", "precision_name", type=click.Choice(["int8", "float32"]), default="int8",
+                     show_default=True, help="int8: integer kernels (a float model needs --calibration); float32: "
+                     "float kernels, for a float model."),
+        click.option("--calibration", default=None, metavar="DATA",
+                     help="Quantise a float model from these samples: an .npz keyed by input name (leading batch "
+                     "axis), a folder of .npy/.npz samples, or 'random' (poor accuracy)."),
+        click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "auto"]),
+                     default="minmax", show_default=True, help="How activation ranges are chosen (auto: per "
+                     "tensor, the one with the best SQNR on the calibration data)."),
+        click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+                     help="Correct biases for the mean error of the weights' rounding."),
+        click.option("--equalization/--no-equalization", default=True, show_default=True,
+                     help="Cross-layer equalisation of consecutive convolutions before calibration."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (every refused op included).")
 @click.option("--target", default="cortex-m4", show_default=True, help="Core to check compilation for.")
 @input_shape_option
+@precision_options
 @_user_errors
-def inspect(model: str, as_json: bool, target: str, input_shapes: tuple[str, ...]) -> None:
+def inspect(model: str, as_json: bool, target: str, input_shapes: tuple[str, ...], precision) -> None:
     """Summarise MODEL: inputs/outputs with quantisation, ops, MACs, parameters, unsupported ops, and
     whether it compiles for --target (and why not)."""
     from .driver import parse_input_shapes
     from .inspect_model import format_summary, summarize
-    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None, target=target)
+    summary = summarize(model, input_shapes=parse_input_shapes(input_shapes) or None, target=target,
+                        precision=precision)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -159,7 +192,7 @@ def compile_options(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return precision_options(fn)
 
 
 def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | None, profile=False,
@@ -182,7 +215,7 @@ def _codegen_options(target: str, name: str, arena_mode: str, max_arena: int | N
 @compile_options
 @_user_errors
 def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input_layout, max_arena,
-                input_shapes):
+                input_shapes, precision):
     """Compile MODEL to C: OUT/<name>.h, <name>.c, <name>_weights.c, runtime_c/, Makefile, report."""
     import time
     from .driver import compile_graph, load_graph, parse_input_shapes
@@ -192,7 +225,7 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
     check_output_dir(out, force, protect=[model])  # before the work: the same check guards the write
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     generated = compile_graph(graph, _codegen_options(target, name, arena_mode, max_arena, cmsis_nn=cmsis_nn),
-                              input_layout)
+                              input_layout, precision)
     write_output_dir(generated.files, out, force=force, protect=[model])
     r = generated.report
     click.echo(f"{name}: arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound']:,} B), "
@@ -212,7 +245,7 @@ def compile_cmd(model, target, out_dir, force, name, arena_mode, cmsis_nn, input
 @compile_options
 @_user_errors
 def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis_nn, input_layout,
-        max_arena, input_shapes):
+        max_arena, input_shapes, precision):
     """Run MODEL on inputs and write its outputs."""
     from . import driver, tensor_io
     if profile and target in ("ref", "host"):
@@ -220,7 +253,7 @@ def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis
                          f"none (use --target cortex-m4 or another Cortex-M core)")
     graph = driver.load_graph(model, driver.parse_input_shapes(input_shapes) or None)
     options = None if target == "ref" else _codegen_options(target, name, arena_mode, max_arena, profile=profile)
-    outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn)
+    outputs, cost = driver.run(graph, input_path, target, options, input_layout, cmsis_nn, precision)
     if cost:
         click.echo(cost)
     tensor_io.write_outputs(output_path, outputs)
@@ -233,18 +266,25 @@ def run(model, target, input_path, output_path, profile, name, arena_mode, cmsis
 @click.option("--count", default=20, show_default=True, help="Random inputs to check.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--sanitize", is_flag=True, help="Build with -fsanitize=address,undefined.")
+@click.option("--float-reference", is_flag=True, help="For a float model quantised with --calibration: how far "
+              "each layer of the int8 model is from the float one (SQNR, cosine), worst layer named.")
 @compile_options
 @_user_errors
-def verify(model, inputs_path, count, seed, sanitize, name, arena_mode, cmsis_nn, input_layout,
-           max_arena, input_shapes):
+def verify(model, inputs_path, count, seed, sanitize, float_reference, name, arena_mode, cmsis_nn, input_layout,
+           max_arena, input_shapes, precision):
     """Build MODEL's C for this machine and prove it equals the reference interpreter bit for bit."""
     from .driver import load_graph, parse_input_shapes
-    from .verify_host import format_table, verify_model
+    from .verify_host import format_accuracy, format_table, verify_model
     graph = load_graph(model, parse_input_shapes(input_shapes) or None)
     result = verify_model(model, graph, _codegen_options("host", name, arena_mode, max_arena),
                           count=count, seed=seed, inputs_path=inputs_path, input_layout=input_layout,
-                          cmsis_nn=cmsis_nn, sanitize=sanitize)
+                          cmsis_nn=cmsis_nn, sanitize=sanitize, precision=precision)
     click.echo(format_table(result))
+    if float_reference:
+        if result.get("accuracy") is None:
+            raise TinycError("--float-reference compares a float model with its int8 quantisation: give a float "
+                             "model and --calibration DATA")
+        click.echo(format_accuracy(result["accuracy"]))
     if not result["bit_exact"]:
         click.echo("error: the compiled C differs from the reference interpreter", err=True)
         sys.exit(1)
@@ -266,8 +306,9 @@ def verify(model, inputs_path, count, seed, sanitize, name, arena_mode, cmsis_nn
               help="tflm_outputs.json to check outputs against (default: next to the models dir).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write bench.json and bench.md here.")
+@precision_options
 @_user_errors
-def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_outputs, out_dir):
+def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_outputs, out_dir, precision):
     """Measure MODELS (kws, vww, ic, ad, sww or ONNX files; default: all five MLPerf Tiny models) on
     emulated cores and compare with TFLM + CMSIS-NN on Cortex-M4. Exit 1 unless every run is
     bit-exact."""
@@ -277,7 +318,7 @@ def bench(models, models_dir, form, targets_csv, cmsis_nn, input_layout, tflm_ou
     targets = [t.strip() for t in targets_csv.split(",") if t.strip()]
     result = tool.run_bench(resolved, targets, cmsis_nn=cmsis_nn, form=form, input_layout=input_layout,
                             tflm_outputs_path=tflm_outputs or tool.default_tflm_outputs(directory),
-                            progress=tool.progress_to_stderr)
+                            progress=tool.progress_to_stderr, precision=precision)
     click.echo(tool.format_markdown(result), nl=False)
     if out_dir:
         json_path, md_path = tool.write_reports(result, out_dir)

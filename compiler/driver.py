@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import interpreter
+from . import interpreter, ptq
 from . import passes as registry
 from . import targets, tensor_io, textir
 from .build import build_host, run_host
@@ -28,6 +28,7 @@ from .ir import Graph, Value
 from .output_dir import write_output_dir
 from .quant_math import INT32_MAX
 from .passes.plan_memory import plan_graph
+from .ptq import Precision
 from .targets import Target
 from .verify import VerifyError, verify
 
@@ -132,9 +133,14 @@ def use_nhwc_inputs(graph: Graph) -> Graph:
     return g
 
 
-def lower_for_codegen(graph: Graph, input_layout: str = "model") -> Graph:
-    """The default pipeline, then inputs taken in the layout the caller passes (`--input-layout`)."""
-    lowered = lower(graph)
+def lower_for_codegen(graph: Graph, input_layout: str = "model", precision: Precision | None = None) -> Graph:
+    """The model in `precision` (ptq.prepare: a float model quantised from its calibration data, or
+    kept float), through the default pipeline, then inputs taken in the layout the caller passes
+    (`--input-layout`). A quantised float model carries graph.meta["accuracy"] (ptq.accuracy)."""
+    prepared = ptq.prepare(graph, precision or Precision())
+    lowered = lower(prepared.graph)
+    if prepared.float_graph is not None:
+        lowered.meta["accuracy"] = ptq.accuracy(prepared.float_graph, lowered, prepared.samples, prepared.methods)
     if input_layout == "nhwc":
         lowered = use_nhwc_inputs(lowered)
     elif input_layout not in ("model", "nchw"):
@@ -182,10 +188,10 @@ def for_target(lowered: Graph, target: Target, *, strategy: str = "best", max_ar
     return g
 
 
-def compile_graph(graph: Graph, options, input_layout: str = "model"):
+def compile_graph(graph: Graph, options, input_layout: str = "model", precision: Precision | None = None):
     """Lower a graph with the default pipeline, prepare it for options.target and generate its C (a
     codegen.GeneratedModel)."""
-    return generate_for_target(lower_for_codegen(graph, input_layout), options)
+    return generate_for_target(lower_for_codegen(graph, input_layout, precision), options)
 
 
 def generate_for_target(lowered: Graph, options):
@@ -214,11 +220,11 @@ def build_and_run(lowered: Graph, samples: list[dict[str, np.ndarray]], options,
 
 
 def run(graph: Graph, input_path: str, target: str, options, input_layout: str = "model",
-        cmsis_nn: str | None = None):
+        cmsis_nn: str | None = None, precision: Precision | None = None):
     """`tinyc run`: the model's outputs for the inputs in `input_path` (one sample or a batch), from
     the reference interpreter (target "ref") or the compiled C built once for the host or an emulated
     core. Returns (outputs, cost or None)."""
-    lowered = lower_for_codegen(graph, input_layout)
+    lowered = lower_for_codegen(graph, input_layout, precision)
     arrays = tensor_io.read_inputs(input_path, input_specs(lowered))
     if target == "ref":
         return run_reference(lowered, arrays), None

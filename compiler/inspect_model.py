@@ -20,6 +20,7 @@ from .frontend.convert_qop import QOP_QUANT_SLOTS, quant_input_slots
 from .frontend.dtypes import onnx_dtype_name
 from .frontend.loader import read_model
 from .frontend.prepare import declared_dims, default_opset, infer_with_fixed_inputs, resolve_input_shapes
+from .ptq import Precision
 from .targets import Target
 
 # Ops that only move bytes: a graph output behind them has its producer's quantisation.
@@ -32,7 +33,7 @@ _MATMUL_OPERANDS = {"Gemm": (0, 1), "QGemm": (0, 3), "MatMul": (0, 1), "MatMulIn
 
 
 def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None,
-              target: str | Target = "cortex-m4") -> dict[str, Any]:
+              target: str | Target = "cortex-m4", precision: Precision | None = None) -> dict[str, Any]:
     """A JSON-ready summary of the ONNX model at `path`. Unsupported ops, import problems and what
     `tinyc compile` would refuse for `target` are reported in the result (`unsupported`,
     `import_error`, `compile_error` and `refused`); only unreadable files, bad --input-shape options
@@ -49,7 +50,7 @@ def summarize(path: str | Path, input_shapes: dict[str, list[int]] | None = None
         graph = import_model(model, shapes, source=str(path))
     except TinycError as exc:
         import_error = str(exc)
-    compile_error, refused = _compile_check(graph, target) if graph is not None else (None, [])
+    compile_error, refused = _compile_check(graph, target, precision) if graph is not None else (None, [])
     shape_of = _shape_lookup(model, graph, shapes)
     consts = _constant_tensors(gp)
 
@@ -111,11 +112,11 @@ def format_summary(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _compile_check(graph, target: Target) -> tuple[str | None, list[dict[str, Any]]]:
+def _compile_check(graph, target: Target, precision: Precision | None) -> tuple[str | None, list[dict[str, Any]]]:
     """What `tinyc compile --target` would say of the imported graph: None, or its one-line error and,
     for ops without a kernel, every such op with its cause."""
     try:
-        for_target(lower_for_codegen(graph), target)
+        for_target(lower_for_codegen(graph, precision=precision), target)
     except UnsupportedError as exc:
         return str(exc), exc.details
     except TinycError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 
@@ -87,6 +87,14 @@ class Op:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+def unique_name(base: str, taken: Container[str]) -> str:
+    """`base`, or `base_1`, `base_2`, ...: the first that is not in `taken`."""
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
 @dataclass
 class Graph:
     name: str
@@ -119,12 +127,7 @@ class Graph:
     # ---- edits ---------------------------------------------------------------------------------
     def fresh_name(self, base: str) -> str:
         """A value name not used yet, derived from `base`."""
-        if base not in self.values:
-            return base
-        i = 1
-        while f"{base}_{i}" in self.values:
-            i += 1
-        return f"{base}_{i}"
+        return unique_name(base, self.values)
 
     def add_value(self, value: Value) -> Value:
         if value.name in self.values:

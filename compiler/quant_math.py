@@ -44,6 +44,17 @@ SOFTMAX_OUTPUT = QuantParams.tensor(1.0 / 256.0, -128)
 UINT8_TO_INT8 = 128
 
 
+def int8_params(lo: float, hi: float) -> tuple[float, int]:
+    """Asymmetric int8 (scale, zero point) whose codes span the real range [lo, hi] (which holds 0):
+    scale (hi - lo) / 255 as a float32, zero point the code of 0. A range of one point (a tensor that
+    is always 0) gets scale 1: any scale holds it exactly."""
+    span = hi - lo
+    if not span > 0.0:
+        return 1.0, 0
+    scale = float(np.float32(span / 255.0))
+    return scale, int(np.clip(round(-128.0 - lo / scale), -128, 127))
+
+
 def shift_to_int8(q: QuantParams) -> QuantParams:
     """The quantisation of uint8 data stored as int8 = uint8 - 128 (same real values)."""
     return QuantParams(q.scale, tuple(z - UINT8_TO_INT8 for z in q.zero_point), q.axis)

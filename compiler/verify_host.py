@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from . import tensor_io
+from .codegen.report import accuracy_markdown
 from .driver import build_and_run, input_specs, lower_for_codegen
 from .errors import TinycError
 from .interpreter import run as run_reference
 from .ir import Graph
-from .targets.unsupported import quantised
+from .ptq import Precision, is_float_model
 
 FLOAT32_TOLERANCE = 1e-5  # of the largest output magnitude
 
@@ -34,19 +35,26 @@ def random_samples(graph: Graph, count: int, seed: int) -> list[dict[str, np.nda
                 info = np.iinfo(v.dtype)
                 sample[name] = rng.integers(info.min, info.max + 1, size=v.shape).astype(v.dtype)
             else:
-                lo, hi = _float_range(graph, name)
+                lo, hi = input_range(graph, name)
                 sample[name] = rng.uniform(lo, hi, size=v.shape).astype(np.float32)
         samples.append(sample)
     return samples
 
 
-def _float_range(graph: Graph, name: str) -> tuple[float, float]:
-    for op in graph.ops:
-        if op.kind == "quantize" and op.inputs[0] == name:
-            q = graph.values[op.outputs[0]].quant
-            info = np.iinfo(graph.values[op.outputs[0]].dtype)
-            s, z = q.scale[0], q.zero_point[0]
-            return s * (info.min - z), s * (info.max - z)
+def input_range(graph: Graph, name: str) -> tuple[float, float]:
+    """The real range the quantize reading float input `name` (through reshapes and transposes) can
+    represent; -3..3 when no quantize reads it."""
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for op in [op for op in graph.ops if current in op.inputs]:
+            if op.kind == "quantize":
+                q = graph.values[op.outputs[0]].quant
+                info = np.iinfo(graph.values[op.outputs[0]].dtype)
+                s, z = q.scale[0], q.zero_point[0]
+                return s * (info.min - z), s * (info.max - z)
+            if op.kind in ("reshape", "transpose"):
+                frontier.append(op.outputs[0])
     return -3.0, 3.0
 
 
@@ -105,8 +113,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, seed: int = 0,
                  inputs_path: str | None = None, input_layout: str = "model", cmsis_nn: str | None = None,
-                 sanitize: bool = False) -> dict:
-    lowered = lower_for_codegen(graph, input_layout)
+                 sanitize: bool = False, precision: Precision | None = None) -> dict:
+    lowered = lower_for_codegen(graph, input_layout, precision)
     samples = random_samples(lowered, count, seed)
     if inputs_path:
         specs = input_specs(lowered)
@@ -119,7 +127,7 @@ def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, see
     ort = _onnxruntime_outputs(model_path, lowered, samples, input_layout)
     ort_note = ort if isinstance(ort, str) else None
     ort = None if isinstance(ort, str) else ort
-    float32 = not quantised(lowered)
+    float32 = is_float_model(lowered)
     measure = _relative if float32 else (lambda a, b, name: _lsb(a, b, lowered, name))
     rows = []
     exact_all = agrees = True
@@ -136,7 +144,13 @@ def verify_model(model_path: str, graph: Graph, options, *, count: int = 20, see
                      "max_relative_error_vs_reference": max_ref if float32 else None,
                      "max_relative_error_vs_onnxruntime": max_ort if float32 else None})
     return {"rows": rows, "bit_exact": exact_all, "float32": float32, "agrees": agrees, "samples": len(samples),
-            "onnxruntime_note": ort_note}
+            "onnxruntime_note": ort_note, "accuracy": lowered.meta.get("accuracy")}
+
+
+def format_accuracy(accuracy: dict) -> str:
+    """The int8 model against the float one it was quantised from, per layer (ptq.accuracy): the
+    table report.md has."""
+    return "\n".join(accuracy_markdown(accuracy, {}))
 
 
 def format_table(result: dict) -> str:

@@ -22,6 +22,7 @@ _MODULES = {
     "qdq-to-integer": "qdq_to_integer",
     "requantize": "requantize",
     "layout": "layout",
+    "quantize": "quantize",
     "select-kernels": "select_kernels",
     "plan-memory": "plan_memory",
 }

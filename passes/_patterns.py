@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from tinyc.ir import NOT_LOWERED, Graph, Op, QuantParams, Value
+from tinyc.ir import NOT_LOWERED, Graph, Op, QuantParams, Value, unique_name
 
 # Sort keys of consecutive ops start this far apart, so ops inserted between two others get keys
 # in between without renumbering the list (which happens only when a gap is used up).
@@ -239,14 +239,17 @@ def replace_op(graph: IndexedGraph, op: Op, new_ops: list[Op]) -> None:
     graph.remove(op)
 
 
+class _OpNames:
+    def __init__(self, graph: IndexedGraph) -> None:
+        self.graph = graph
+
+    def __contains__(self, name: object) -> bool:
+        return self.graph.has_op_named(str(name))
+
+
 def fresh_op_name(graph: IndexedGraph, base: str) -> str:
     """An op name not used yet, derived from `base` (op names identify kernels in generated C)."""
-    if not graph.has_op_named(base):
-        return base
-    i = 1
-    while graph.has_op_named(f"{base}_{i}"):
-        i += 1
-    return f"{base}_{i}"
+    return unique_name(base, _OpNames(graph))
 
 
 def producer(graph: IndexedGraph, name: str) -> Op | None:

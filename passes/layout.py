@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tinyc.ir import Graph, Op, QuantParams, Value
+from tinyc.ir import Graph, Op, QuantParams, Value, unique_name
 from tinyc.ops import moves_only_unit_axes
 from tinyc.passes import register
 
@@ -140,9 +140,7 @@ class _NhwcRewriter:
 
     # -- value bookkeeping --
     def op_name(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.op_names:
-            name, i = f"{base}_{i}", i + 1
+        name = unique_name(base, self.op_names)
         self.op_names.add(name)
         return name
 

@@ -95,6 +95,9 @@ def test_dynamic_dimension_needs_input_shape(tmp_path):
     assert_user_error(proc, "--input-shape")
     proc = tinyc("run", model, "--input-shape", "x=2,4", "--input", tmp_path / "x.npy",
                  "--output", tmp_path / "y.npy")
+    assert_user_error(proc, "--calibration", "--precision float32")  # a float model
+    proc = tinyc("run", model, "--input-shape", "x=2,4", "--input", tmp_path / "x.npy",
+                 "--output", tmp_path / "y.npy", "--precision", "float32")
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "y.npy").shape == (2, 4)
 

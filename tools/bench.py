@@ -33,6 +33,8 @@ from tinyc.driver import build_and_run, generate_for_target, load_graph, lower_f
 from tinyc.emulator import emulated_targets
 from tinyc.errors import TinycError
 from tinyc.interpreter import run as run_reference
+from tinyc.ptq import Precision
+from tinyc.verify_host import input_range
 
 # ---------------------------------------------------------------------------------------------
 # The models and TFLM's figures for them
@@ -118,9 +120,12 @@ def pattern_input(graph, name: str) -> np.ndarray:
     """The pattern for input `name` of a lowered graph: generated in NHWC order, transposed when the
     graph takes the input in NCHW."""
     v = graph.values[name]
-    if v.dtype != "int8":
-        raise TinycError(f"input {name!r} is {v.dtype}: the benchmark feeds int8 inputs (quantised models)")
     data = tflm_input_pattern(v.size)
+    if v.dtype == "float32":  # a float model: the pattern's codes mapped over its input quantiser's range
+        lo, hi = input_range(graph, name)
+        data = (lo + (data.astype(np.float32) + 128.0) * np.float32((hi - lo) / 255.0)).astype(np.float32)
+    elif v.dtype != "int8":
+        raise TinycError(f"input {name!r} is {v.dtype}: the benchmark feeds int8 or float32 inputs")
     if len(v.shape) == 4 and v.layout != "NHWC":
         n, c, h, w = v.shape
         return data.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
@@ -184,19 +189,19 @@ def load_tflm_outputs(path: str | Path | None) -> dict[str, list[int]]:
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
-def _lower(graph, input_layout: str):
+def _lower(graph, input_layout: str, precision: Precision | None = None):
     """The lowered graph, taking 4-D inputs in NHWC when asked and possible; and the layout used."""
     if input_layout == "nhwc":
         try:
-            return lower_for_codegen(graph, "nhwc"), "nhwc"
+            return lower_for_codegen(graph, "nhwc", precision), "nhwc"
         except TinycError:
             pass  # the model cannot take NHWC inputs directly: feed them as the model declares
-    return lower_for_codegen(graph, "model"), "model"
+    return lower_for_codegen(graph, "model", precision), "model"
 
 
 def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: str | None = None,
                 input_layout: str = "nhwc", tflm_outputs: dict[str, list[int]] | None = None,
-                progress: Callable[[str], None] | None = None) -> list[dict]:
+                progress: Callable[[str], None] | None = None, precision: Precision | None = None) -> list[dict]:
     """One result row per target for the model in `path` (see module docstring)."""
     def new_row(target: str) -> dict:
         return {"model": key or path.stem, "file": str(path), "target": target,
@@ -206,7 +211,7 @@ def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: st
         started = time.perf_counter()
         graph = load_graph(path)
         import_seconds = time.perf_counter() - started
-        lowered, layout = _lower(graph, input_layout)
+        lowered, layout = _lower(graph, input_layout, precision)
         sample = {name: pattern_input(lowered, name) for name in lowered.inputs}
         reference = run_reference(lowered, sample)
     except TinycError as exc:  # the model cannot be benchmarked at all: one error row per target
@@ -222,7 +227,7 @@ def bench_model(key: str | None, path: Path, targets: list[str], *, cmsis_nn: st
         try:
             options = CodegenOptions(name=f"{key or 'model'}_bench", target=target)
             started = time.perf_counter()
-            compiled_graph, _ = _lower(graph, input_layout)
+            compiled_graph, _ = _lower(graph, input_layout, precision)
             generated = generate_for_target(compiled_graph, options)
             row["compile_seconds"] = round(time.perf_counter() - started, 3)
             with tempfile.TemporaryDirectory(prefix="tinyc-bench-") as tmp:
@@ -293,8 +298,9 @@ def compare_with_tflm(row: dict, key: str | None) -> dict:
 
 def run_bench(models: list[tuple[str | None, Path]], targets: list[str], *, cmsis_nn: str | None = None,
               form: str = "qop", input_layout: str = "nhwc", tflm_outputs_path: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
-    """Benchmark every model on every target; the JSON document (see docs/benchmarks.md)."""
+              progress: Callable[[str], None] | None = None, precision: Precision | None = None) -> dict:
+    """Benchmark every model on every target; the JSON document (see docs/benchmarks.md). `precision`
+    applies to float models given as files (e.g. --calibration for a float ONNX file)."""
     runnable = emulated_targets()
     for target in targets:
         if target not in runnable:
@@ -307,7 +313,7 @@ def run_bench(models: list[tuple[str | None, Path]], targets: list[str], *, cmsi
     rows = []
     for key, path in models:
         rows += bench_model(key, path, targets, cmsis_nn=cmsis_nn, input_layout=input_layout,
-                            tflm_outputs=tflm_outputs, progress=progress)
+                            tflm_outputs=tflm_outputs, progress=progress, precision=precision)
     ok = [r for r in rows if "error" not in r]
     return {
         "tool": "tinyc bench",

@@ -14,6 +14,7 @@ Each layer's C comes from the emitter of the kernel select-kernels recorded on i
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,17 @@ def _check_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", name):
         raise TinycError(f"--name {name!r} must be a C identifier (letters, digits, _; not starting "
                          f"with a digit)")
+
+
+def _finite_json(data):
+    """`data` with infinite floats (an exact SQNR) as None: JSON has no infinity."""
+    if isinstance(data, dict):
+        return {k: _finite_json(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_finite_json(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
 
 
 def _alias_roots(graph: Graph, choices: dict[str, KernelChoice]) -> dict[str, str]:
@@ -200,6 +212,10 @@ class _Writer:
             "layers": layers,
             "plan": {k: self.plan[k] for k in ("strategy", "alignment") if k in self.plan},
         }
+        if "accuracy" in self.g.meta:  # a float model quantised by tinyc: int8 vs float, per layer
+            report["accuracy"] = _finite_json(self.g.meta["accuracy"])
+        if "calibration" in self.g.meta:
+            report["calibration"] = self.g.meta["calibration"]
         files["report.json"] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
         files["report.md"] = render_markdown(report).encode()
         return GeneratedModel(files, report, self.plan, self.g, kernels, build)

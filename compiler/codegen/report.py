@@ -43,4 +43,25 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {row['index']} | `{row['node']}` | {row['op']} | {row['kernel']} | {row['macs']:,} | "
                      f"{row['weight_bytes']:,} | {row['output_bytes']:,} | {row['output_offset']} | "
                      f"{row['scratch_bytes']:,} |")
+    if "accuracy" in report:
+        lines += ["", *accuracy_markdown(report["accuracy"], report.get("calibration", {}))]
     return "\n".join(lines) + "\n"
+
+
+def accuracy_markdown(accuracy: dict, calibration: dict) -> list[str]:
+    """How far the int8 model is from the float model it was quantised from, per layer."""
+    def db(value) -> str:
+        return "exact" if value is None or value == float("inf") else f"{value:.1f}"
+    source = f" ({calibration['samples']} samples of {calibration['source']}, ranges: {calibration['method']})" \
+        if calibration else ""
+    lines = ["## Quantisation: int8 against the float model",
+             f"Calibrated{source}; compared over {accuracy['samples']} of those samples. SQNR is the "
+             "float tensor's energy over the quantisation error's, in dB (higher is better; exact: no error).", "",
+             "| layer | SQNR dB | cosine | range |", "|---|---:|---:|---|"]
+    for row in accuracy["layers"]:
+        lines.append(f"| `{row['node']}` | {db(row['sqnr_db'])} | {row['cosine']:.5f} | {row['method']} |")
+    for row in accuracy["outputs"]:
+        lines.append(f"| output `{row['output']}` | {db(row['sqnr_db'])} | | |")
+    if accuracy["worst_layer"]:
+        lines += ["", f"Worst layer: `{accuracy['worst_layer']}`."]
+    return lines

@@ -89,15 +89,11 @@ register(Kernel(
     "tinyc_add_s8", "tinyc", ops=("add",), emit=emit_tinyc_add, isas=("plain", "dsp"), requires=_SAME,
     sources=("tinyc_add_s8.c",), header=TINYC_HEADER, cost_class="add", reason="same shapes, rescaling tables",
     **_COMMON))
-register(Kernel(
-    "arm_elementwise_add_s8", "cmsis-nn", ops=("add",), emit=emit_elementwise_add, requires=_SAME,
-    sources=("nn_elementwise_s8.c",), header=CMSIS_HEADER, cost_class="add", reason="same shapes", **_COMMON))
-register(Kernel(
-    "arm_elementwise_mul_s8", "cmsis-nn", ops=("mul",), emit=emit_elementwise_mul, requires=_SAME,
-    sources=("nn_elementwise_s8.c",), header=CMSIS_HEADER, cost_class="mul", reason="same shapes", **_COMMON))
-register(Kernel(
-    "tinyc_add_broadcast_s8", "tinyc", ops=("add",), emit=emit_add_broadcast, requires=at_most_rank4,
-    sources=("tinyc_kernels.c",), header=TINYC_HEADER, cost_class="add", reason="broadcasting", **_COMMON))
-register(Kernel(
-    "tinyc_mul_broadcast_s8", "tinyc", ops=("mul",), emit=emit_mul_broadcast, requires=at_most_rank4,
-    sources=("tinyc_kernels.c",), header=TINYC_HEADER, cost_class="mul", reason="broadcasting", **_COMMON))
+for _kind, _emit in (("add", emit_elementwise_add), ("mul", emit_elementwise_mul)):
+    register(Kernel(f"arm_elementwise_{_kind}_s8", "cmsis-nn", ops=(_kind,), emit=_emit, requires=_SAME,
+                    sources=("nn_elementwise_s8.c",), header=CMSIS_HEADER, cost_class=_kind, reason="same shapes",
+                    **_COMMON))
+for _kind, _emit in (("add", emit_add_broadcast), ("mul", emit_mul_broadcast)):
+    register(Kernel(f"tinyc_{_kind}_broadcast_s8", "tinyc", ops=(_kind,), emit=_emit, requires=at_most_rank4,
+                    sources=("tinyc_kernels.c",), header=TINYC_HEADER, cost_class=_kind, reason="broadcasting",
+                    **_COMMON))
