@@ -4,7 +4,7 @@
     outputs = rep.run([x, ...])          # built once per rep (cc), then run on the host
 
 `prepare` does what `tinyc compile --target host` does, in a temporary folder owned by the rep; a
-float model becomes float32 C (tinyc's float kernels), a quantised one int8 C. `run` takes the
+float model becomes float32 C (`--precision float32`: tinyc's float kernels), a quantised one int8 C. `run` takes the
 inputs as a list in the graph's input order (or a dict by name), of the model's exact shapes and
 dtypes, and returns the outputs in the graph's output order. Only the CPU device exists. A model
 tinyc cannot compile raises TinycError (or UnsupportedError) from `prepare`, as the CLI would
@@ -30,6 +30,7 @@ from .errors import TinycError
 from .frontend import import_model
 from .ir import Graph
 from .output_dir import write_output_dir
+from .ptq import Precision, is_float_model
 
 NAME = "model"
 
@@ -89,7 +90,7 @@ class TinycBackend(Backend):
             raise TinycError(f"tinyc's backend runs on the CPU (host build), not on {device}")
         graph = import_model(model, source=model.graph.name or "model")
         check(graph, "import")
-        lowered = lower_for_codegen(graph)
+        lowered = lower_for_codegen(graph, precision=Precision("float32") if is_float_model(graph) else None)
         return TinycBackendRep(lowered, generate_for_target(lowered, CodegenOptions(name=NAME, target="host")))
 
     @classmethod

@@ -158,7 +158,9 @@ CASES = [
     Case("nan-scale", model(bm.bad_scale, float("nan")), ["compile", "m.onnx", "-o", "out"], 2, "scale"),
     Case("zero-point-out-of-range", model(bm.zero_point_out_of_range), ["compile", "m.onnx", "-o", "out"], 2, "int32"),
     # ---- what the kernels cannot take: the real reason ---------------------------------------------------
-    Case("float-pool-window-in-padding", model(bm.float_pool_in_padding), ["compile", "m.onnx", "-o", "out"], 2,
+    Case("float-model", model(bm.float_relu), ["compile", "m.onnx", "-o", "out"], 2, "the model is float"),
+    Case("float-pool-window-in-padding", model(bm.float_pool_in_padding),
+         ["compile", "m.onnx", "-o", "out", "--precision", "float32"], 2,
          "max_pool2d: a window that covers only padding (node pool)"),
     Case("weight-zero-point", model(bm.qdq_conv, w_zp=3), ["compile", "m.onnx", "-o", "out"], 2,
          "non-zero zero point (tinyc needs symmetric int8 weights)"),
@@ -178,7 +180,9 @@ CASES = [
     Case("inspect-says-what-compile-refuses", model(bm.qdq_conv, w_zp=3), ["inspect", "m.onnx"], 0,
          "compiles for cortex-m4: error: no cortex-m4 kernel"),
     Case("inspect-of-a-float-model", model(bm.float_relu), ["inspect", "m.onnx", "--target", "cortex-m0"], 0,
-         "compiles for cortex-m0: yes"),
+         "compiles for cortex-m0: error: the model is float"),
+    Case("inspect-of-a-float-model-in-float32", model(bm.float_relu),
+         ["inspect", "m.onnx", "--target", "cortex-m0", "--precision", "float32"], 0, "compiles for cortex-m0: yes"),
     # ---- models too large for the target ------------------------------------------------------------------
     Case("does-not-fit-cortex-m4", model(bm.qdq_conv, channels=64, size=8192), ["compile", "m.onnx", "-o", "out"], 2,
          "does not fit cortex-m4"),

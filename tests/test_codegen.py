@@ -123,7 +123,7 @@ def test_max_arena_names_the_peak_layer(tmp_path):
     assert not out.exists()
 
 
-def test_a_float_model_compiles_to_float_kernels(tmp_path):
+def test_a_float_model_is_told_to_quantise_in_one_line(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sig"), helper.make_node("Tanh", ["a"], ["y"], name="th")]
@@ -131,6 +131,19 @@ def test_a_float_model_compiles_to_float_kernels(tmp_path):
     onnx.save(model, tmp_path / "float.onnx")
     out = tmp_path / "out"
     proc = tinyc("compile", tmp_path / "float.onnx", "-o", out)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "the model is float" in proc.stderr and "quantise it" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_float_model_compiles_to_float_kernels(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sig"), helper.make_node("Tanh", ["a"], ["y"], name="th")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "float.onnx")
+    out = tmp_path / "out"
+    proc = tinyc("compile", tmp_path / "float.onnx", "-o", out, "--precision", "float32")
     assert proc.returncode == 0, proc.stderr
     source = (out / "model.c").read_text()
     assert "tinyc_sigmoid_f32(x, ((float *)(arena + 0)), 4);" in source
@@ -147,8 +160,8 @@ def test_an_input_the_model_does_not_read_compiles_cleanly(tmp_path):
     model = helper.make_model(helper.make_graph(nodes, "g", [x, r], [y]), opset_imports=[helper.make_opsetid("", 13)])
     onnx.save(model, tmp_path / "m.onnx")
     np.savez(tmp_path / "in.npz", x=np.array([[-1, 2, -3, 4]], np.float32), r=np.array(0.5, np.float32))
-    proc = tinyc("run", tmp_path / "m.onnx", "--target", "host", "--input", tmp_path / "in.npz", "--output",
-                 tmp_path / "y.npy")
+    proc = tinyc("run", tmp_path / "m.onnx", "--target", "host", "--precision", "float32", "--input",
+                 tmp_path / "in.npz", "--output", tmp_path / "y.npy")
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), [[0, 2, 0, 4]])
 

@@ -29,6 +29,7 @@ from tinyc.emulator import check_tools
 from tinyc.errors import TinycError
 from tinyc.interp import float_kernels, movement
 from tinyc.ir import Graph, Op, Value
+from tinyc.ptq import Precision
 from tinyc.verify import verify
 from tinyc.verify_host import FLOAT32_TOLERANCE, format_table, verify_model
 
@@ -85,9 +86,12 @@ def _real(key: str) -> list[np.ndarray]:
     return []
 
 
+FLOAT32 = Precision("float32")
+
+
 @functools.lru_cache(maxsize=None)
 def lowered(key: str) -> Graph:
-    return lower_for_codegen(load_graph(SHARED / MODELS[key]))
+    return lower_for_codegen(load_graph(SHARED / MODELS[key]), precision=FLOAT32)
 
 
 def samples(key: str, count: int, seed: int, real: int | None = None) -> list[dict[str, np.ndarray]]:
@@ -166,7 +170,8 @@ def test_emulated_core_matches_onnxruntime(key, target, tmp_path):
 @needs_models
 def test_verify_reports_relative_errors_for_a_float_model():
     graph = load_graph(SHARED / MODELS["mnist"])
-    result = verify_model(str(SHARED / MODELS["mnist"]), graph, CodegenOptions(name="m", target="host"), count=3)
+    result = verify_model(str(SHARED / MODELS["mnist"]), graph, CodegenOptions(name="m", target="host"), count=3,
+                          precision=FLOAT32)
     assert result["float32"] and result["agrees"] and not result["bit_exact"]
     row = result["rows"][0]
     assert 0 < row["max_relative_error_vs_reference"] <= FLOAT32_TOLERANCE
