@@ -91,7 +91,8 @@ def _lower_accumulating(op: Op, graph: Graph) -> None:
 def _check_accumulator(op: Op, graph: Graph, shifts: list[int]) -> None:
     """Refuse an op whose int32 accumulator could overflow for some input (undefined behaviour in C):
     per output channel, |bias| + sum |w| * (largest |x - zero point| of an int8 input), scaled by the
-    requantisation's left shift (2^shift, shift > 0), must stay within int32."""
+    requantisation's left shift (2^shift, shift > 0), must stay within int32 with room for the output
+    offset the kernels add after requantising."""
     x, w = graph.values[op.inputs[0]], graph.values[op.inputs[1]]
     axis = _weight_channel_axis(op, w)
     per_channel = np.moveaxis(np.abs(w.data.astype(np.int64)), axis, 0).reshape(w.shape[axis], -1).sum(axis=1)
@@ -102,7 +103,7 @@ def _check_accumulator(op: Op, graph: Graph, shifts: list[int]) -> None:
         bound = bound + np.abs(graph.values[op.inputs[2]].data.astype(np.int64))
     bound = bound << np.maximum(np.asarray(shifts, dtype=np.int64), 0)
     worst = int(bound.max(initial=0))
-    if worst > qm.INT32_MAX:
+    if worst > qm.INT32_MAX - 256:
         raise UnsupportedError(f"{_where(op)}: its int32 accumulator can overflow (bias plus weights times "
                                f"inputs reach {worst:,} > 2^31 - 1 for some input); the model's bias or weights "
                                f"are too large for int8 arithmetic: re-quantise it")

@@ -93,9 +93,12 @@ void tinyc_dequantize_u8_f32(const uint8_t *input, float *output, int32_t size, 
 
 /* ---- rescale ---------------------------------------------------------------------------------- */
 
+/* The requantised value is clamped to +-2^16 before the output offset is added: the result is then
+   clamped to 8 bits anyway, so this changes nothing but keeps the addition from overflowing for any
+   multiplier and shift. */
 static int32_t rescale_one(int32_t x, int32_t input_offset, int32_t multiplier, int32_t shift, int32_t output_offset)
 {
-    return tinyc_requantize(x + input_offset, multiplier, shift) + output_offset;
+    return tinyc_clamp_i32(tinyc_requantize(x + input_offset, multiplier, shift), -65536, 65536) + output_offset;
 }
 
 void tinyc_rescale_s8(const int8_t *input,

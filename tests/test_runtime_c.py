@@ -986,6 +986,17 @@ def test_rescale_matches_interpreter_in_place(lib, seed, size, multiplier, shift
     np.testing.assert_array_equal(buf.view(np.dtype(dst)), expected)
 
 
+def test_rescale_with_extreme_parameters_does_not_overflow(lib):
+    """A requantised value near INT32_MIN plus a negative output offset (hypothesis found it): the
+    C clamps before adding, the interpreter adds in 64 bits; both give the saturated code."""
+    x = np.array([-128, -113, -81, -17, 15, 127], np.int8)  # -113 - 255 = -368 requantises to -2147483394
+    attrs = {"multiplier": [2147483394], "shift": [27], "input_offset": -255, "output_offset": -255}
+    expected = run_op("rescale", attrs, [act_value("x", x)], out_value(x.shape, dtype="int8"), {"x": x})
+    buf = x.copy()
+    lib.tinyc_rescale_s8(ptr(buf), ptr(buf), x.size, -255, 2147483394, 27, -255)
+    np.testing.assert_array_equal(buf, expected)
+
+
 @examples
 @given(data=st.data(), dtype=st.sampled_from(["int8", "uint8", "float32"]))
 def test_transpose_matches_interpreter(lib, data, dtype):
